@@ -1,0 +1,3 @@
+from sqlguard.cli import main
+
+main()

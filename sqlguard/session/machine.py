@@ -1,0 +1,435 @@
+"""The per-connection protocol state machine: bytes in, commands out.
+
+The upstream server stays the single authority on transaction state. A refused message
+is never answered locally: the upstream receives, in its place, a statement that fails to
+parse and carries a random marker. PostgreSQL itself then aborts the transaction, discards
+the rest of the pipeline up to Sync and sends ReadyForQuery, exactly as for any server
+error; on the way back the sidecar swaps the marker's syntax error for sqlguard's own
+ErrorResponse (42501 with message, detail and hint). See PROTOCOL-NOTES §1.9-1.10.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlguard.policy.model import Decision, Identity
+from sqlguard.session.startup import check_startup_params
+from sqlguard.wire import messages as m
+from sqlguard.wire.errors import (
+    CONNECTION_FAILURE,
+    FEATURE_NOT_SUPPORTED,
+    PROTOCOL_VIOLATION,
+    PgError,
+    fatal,
+)
+from sqlguard.wire.framing import Frame, FrameError, FrameScanner, StartupReader
+
+Judge = Callable[[bytes, Identity], Decision]
+
+# Frontend message types of protocol 3.x (docs, "Message Formats").
+_FRONTEND_TYPES = frozenset(b"QPBEDCSHFdcfXp")
+# Client messages the machine reads; CopyData ('d') streams through unread.
+_CLIENT_INSPECT = frozenset(b"QPBEDCSFX")
+# Server messages the machine reads: status, errors, cancel keys, version negotiation.
+_SERVER_INSPECT = frozenset(b"ZEKv")
+_NEWEST_MINOR = 2
+_DIRECT_TLS_FIRST_BYTE = 0x16
+
+
+class Phase(enum.Enum):
+    STARTUP = "startup"  # waiting for SSLRequest/StartupMessage/CancelRequest
+    AUTH = "auth"  # upstream authenticates the client through us
+    READY = "ready"  # statements flow and are judged
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ToClient:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ToServer:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpstream:
+    """Connect to the upstream and send `startup` as the first bytes."""
+
+    startup: bytes
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardCancel:
+    """A CancelRequest for the backend a client saw as (pid, key)."""
+
+    pid: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterCancelKey:
+    pid: int
+    client_key: bytes
+    upstream_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Flush what is queued, then close both sides."""
+
+    reason: str
+
+
+Command = ToClient | ToServer | OpenUpstream | ForwardCancel | RegisterCancelKey | Close
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A protocol-level prepared statement as the client named it."""
+
+    text: bytes
+    decision: Decision
+    rules_version: str
+
+
+@dataclass(slots=True)
+class _Refusal:
+    error: bytes
+    boundary: int  # the ReadyForQuery (by count) after which the marker can no longer appear
+
+
+@dataclass(slots=True)
+class _Negotiation:
+    requested_minor: int
+    minor: int
+    unsupported: list[str] = field(default_factory=list)
+    pending: bool = True
+
+    @property
+    def needed(self) -> bool:
+        return self.minor != self.requested_minor or bool(self.unsupported)
+
+
+class Session:
+    """One client connection and its upstream connection, as a pure state machine."""
+
+    def __init__(self, judge: Judge, rules_version: Callable[[], str], client_addr: str = ""):
+        self._judge = judge
+        self._rules_version = rules_version
+        self._client_addr = client_addr
+        self.phase = Phase.STARTUP
+        self.identity: Identity | None = None
+        self.tx_status = b"I"
+        self._startup = StartupReader()
+        self._client = FrameScanner(_CLIENT_INSPECT, allowed_types=_FRONTEND_TYPES)
+        self._server = FrameScanner(_SERVER_INSPECT)
+        self._negotiation = _Negotiation(0, 0, pending=False)
+        self._statements: dict[bytes, _Prepared] = {}
+        self._refused_portals: dict[bytes, Decision] = {}
+        self._refusals: dict[bytes, _Refusal] = {}
+        self._boundaries_sent = 0
+        self._boundaries_done = 0
+        self._server_fatal = False
+        self._terminating = False
+
+    def set_max_message_bytes(self, limit: int) -> None:
+        """Cap for client messages the firewall must read whole (Query, Parse, Bind ...)."""
+        self._client = FrameScanner(_CLIENT_INSPECT, limit, _FRONTEND_TYPES)
+
+    # ---- client -> server -------------------------------------------------------------
+
+    def receive_client(self, data: bytes) -> list[Command]:
+        if self.phase is Phase.CLOSED:
+            return []
+        if self.phase is Phase.STARTUP:
+            return self._receive_startup(data)
+        try:
+            items = self._client.feed(data)
+            out = [item if isinstance(item, bytes) else self._client_message(item) for item in items]
+        except (FrameError, m.MalformedMessage) as exc:
+            return self._violation(str(exc))
+        commands: list[Command] = [ToServer(b"".join(out))] if out else []
+        if self._terminating:
+            commands.append(self._close("client sent Terminate"))
+        return commands
+
+    def _client_message(self, frame: Frame) -> bytes:
+        if self.phase is Phase.AUTH and frame.type not in b"pX":
+            raise m.MalformedMessage(f"unexpected message {chr(frame.type)!r} during authentication")
+        handler = _CLIENT_HANDLERS.get(frame.type)
+        return handler(self, frame) if handler else frame.raw
+
+    def _on_query(self, frame: Frame) -> bytes:
+        self._boundaries_sent += 1
+        decision = self._decide(m.decode_query(frame.body))
+        if decision.refused:
+            return m.query(self._refusal(self._error_for(decision), self._boundaries_sent))
+        return frame.raw
+
+    def _on_parse(self, frame: Frame) -> bytes:
+        name, text = m.decode_parse(frame.body)
+        decision = self._decide(text)
+        self._statements[name] = _Prepared(text, decision, self._rules_version())
+        return self._extended_refusal(decision) if decision.refused else frame.raw
+
+    def _on_bind(self, frame: Frame) -> bytes:
+        portal, statement = m.decode_bind_names(frame.body)
+        decision = self._statement_decision(statement)
+        if decision is not None and decision.refused:
+            self._refused_portals[portal] = decision
+            return self._extended_refusal(decision)
+        self._refused_portals.pop(portal, None)
+        return frame.raw
+
+    def _on_execute(self, frame: Frame) -> bytes:
+        portal, _ = m.cstring(frame.body, 0)
+        decision = self._refused_portals.get(portal)
+        return self._extended_refusal(decision) if decision else frame.raw
+
+    def _on_describe(self, frame: Frame) -> bytes:
+        target, name = m.decode_target(frame.body)
+        if target == ord("S"):
+            decision = self._statement_decision(name)
+        else:
+            decision = self._refused_portals.get(name)
+        return self._extended_refusal(decision) if decision and decision.refused else frame.raw
+
+    def _on_close(self, frame: Frame) -> bytes:
+        target, name = m.decode_target(frame.body)
+        if target == ord("S"):
+            self._statements.pop(name, None)
+        else:
+            self._refused_portals.pop(name, None)
+        return frame.raw
+
+    def _on_sync(self, frame: Frame) -> bytes:
+        self._boundaries_sent += 1
+        return frame.raw
+
+    def _on_function_call(self, frame: Frame) -> bytes:
+        # FunctionCall runs any function by OID with no SQL text to judge (docs, "Function Call").
+        self._boundaries_sent += 1
+        error = PgError(
+            "ERROR",
+            FEATURE_NOT_SUPPORTED,
+            "sqlguard: the FunctionCall protocol message is not allowed",
+            "It calls a function by its OID without SQL text, so no rule can judge it.",
+            "Call the function with a SELECT statement instead.",
+        )
+        return m.query(self._refusal(error.encode(), self._boundaries_sent))
+
+    def _on_terminate(self, frame: Frame) -> bytes:
+        self._terminating = True
+        return frame.raw
+
+    def _decide(self, text: bytes) -> Decision:
+        assert self.identity is not None
+        return self._judge(text, self.identity)
+
+    def _statement_decision(self, name: bytes) -> Decision | None:
+        """The verdict for a prepared statement, judged again if the rules changed since."""
+        prepared = self._statements.get(name)
+        if prepared is None:
+            return None
+        version = self._rules_version()
+        if prepared.rules_version != version:
+            prepared.decision = self._decide(prepared.text)
+            prepared.rules_version = version
+        return prepared.decision
+
+    def _extended_refusal(self, decision: Decision) -> bytes:
+        marker = self._refusal(self._error_for(decision), self._boundaries_sent + 1)
+        # A named marker statement: a failing unnamed Parse would drop the client's unnamed one.
+        return m.parse(marker, marker)
+
+    def _refusal(self, error: bytes, boundary: int) -> bytes:
+        marker = b"sqlguard_refused_" + secrets.token_hex(8).encode()
+        self._refusals[marker] = _Refusal(error, boundary)
+        return marker
+
+    @staticmethod
+    def _error_for(decision: Decision) -> bytes:
+        return PgError(
+            "ERROR", decision.sqlstate, decision.message, decision.detail, decision.hint
+        ).encode()
+
+    # ---- startup ----------------------------------------------------------------------
+
+    def _receive_startup(self, data: bytes) -> list[Command]:
+        if data[:1] == bytes([_DIRECT_TLS_FIRST_BYTE]) and not self._startup.buffered:
+            return [self._close("direct TLS is not enabled on this sidecar")]
+        try:
+            body = self._startup.feed(data)
+            if body is None:
+                return []
+            packet = m.decode_startup_packet(body)
+        except (FrameError, m.MalformedMessage) as exc:
+            return self._violation(str(exc))
+        if isinstance(packet, m.EncryptionRequest):
+            # No TLS or GSS encryption yet: one unframed 'N', then the client goes on in clear.
+            return [ToClient(b"N"), *self._receive_startup(self._startup.take_rest())]
+        if isinstance(packet, m.CancelRequest):
+            return [ForwardCancel(packet.pid, packet.key), self._close("cancel request")]
+        return self._start(packet)
+
+    def _start(self, packet: m.StartupMessage) -> list[Command]:
+        if packet.major != 3:
+            return self._refuse_startup(
+                PgError(
+                    "FATAL",
+                    FEATURE_NOT_SUPPORTED,
+                    f"unsupported frontend protocol {packet.major}.{packet.minor}: "
+                    "sqlguard supports 3.0 to 3.2",
+                )
+            )
+        check = check_startup_params(packet.params)
+        if check.error:
+            return self._refuse_startup(check.error)
+        minor = min(packet.minor, _NEWEST_MINOR) if packet.minor != 1 else 0
+        self._negotiation = _Negotiation(packet.minor, minor, check.protocol_options)
+        params = check.upstream
+        self.identity = Identity(
+            user=params["user"],
+            database=params.get("database") or params["user"],
+            application_name=params.get("application_name", ""),
+            client_addr=self._client_addr,
+        )
+        self.phase = Phase.AUTH
+        upstream = m.StartupMessage(3, minor, params).encode()
+        commands: list[Command] = [OpenUpstream(upstream, self.identity)]
+        rest = self._startup.take_rest()
+        return commands + (self.receive_client(rest) if rest else [])
+
+    def _refuse_startup(self, error: PgError) -> list[Command]:
+        return [ToClient(error.encode()), self._close(error.message)]
+
+    # ---- server -> client -------------------------------------------------------------
+
+    def receive_server(self, data: bytes) -> list[Command]:
+        if self.phase is Phase.CLOSED:
+            return []
+        commands: list[Command] = []
+        out: list[bytes] = []
+        try:
+            for item in self._server.feed(data):
+                out.append(item if isinstance(item, bytes) else self._server_message(item, commands))
+        except (FrameError, m.MalformedMessage) as exc:
+            self.phase = Phase.CLOSED
+            error = fatal(PROTOCOL_VIOLATION, f"sqlguard: invalid message from the upstream: {exc}")
+            return [ToClient(b"".join(out) + error), Close("upstream protocol violation")]
+        if self._negotiation.pending and out:
+            out.insert(0, self._negotiated())
+        if out:
+            commands.insert(0, ToClient(b"".join(out)))
+        return commands
+
+    def _server_message(self, frame: Frame, commands: list[Command]) -> bytes:
+        kind = frame.type
+        if kind == ord("Z"):
+            return self._on_ready(frame)
+        if kind == ord("E"):
+            return self._on_server_error(frame)
+        if kind == ord("K"):
+            return self._on_backend_key(frame, commands)
+        return self._on_negotiate(frame)
+
+    def _on_ready(self, frame: Frame) -> bytes:
+        self.tx_status = frame.body[:1]
+        if self.phase is Phase.AUTH:
+            self.phase = Phase.READY
+            return frame.raw
+        self._boundaries_done += 1
+        if self._refusals:
+            done = self._boundaries_done
+            self._refusals = {k: r for k, r in self._refusals.items() if r.boundary > done}
+        if self.tx_status == b"I":
+            self._refused_portals.clear()  # portals end with their transaction
+        return frame.raw
+
+    def _on_server_error(self, frame: Frame) -> bytes:
+        if b"VFATAL\0" in frame.body or b"VPANIC\0" in frame.body:
+            self._server_fatal = True
+        for marker, refusal in self._refusals.items():
+            if marker in frame.body:
+                del self._refusals[marker]
+                return refusal.error
+        return frame.raw
+
+    def _on_backend_key(self, frame: Frame, commands: list[Command]) -> bytes:
+        pid, upstream_key = m.decode_backend_key(frame.body)
+        client_key = secrets.token_bytes(4 if self._negotiation.minor == 0 else 32)
+        commands.append(RegisterCancelKey(pid, client_key, upstream_key))
+        return m.backend_key_data(pid, client_key)
+
+    def _on_negotiate(self, frame: Frame) -> bytes:
+        """The upstream is older than the version we asked for: settle on its minor version."""
+        minor, _ = m.decode_negotiate(frame.body)
+        self._negotiation.minor = min(self._negotiation.minor, minor)
+        return b""
+
+    def _negotiated(self) -> bytes:
+        """Our NegotiateProtocolVersion, once, before the first message the client sees."""
+        negotiation = self._negotiation
+        if not negotiation.pending:
+            return b""
+        negotiation.pending = False
+        if not negotiation.needed:
+            return b""
+        return m.negotiate_protocol_version(negotiation.minor, negotiation.unsupported)
+
+    # ---- closing ----------------------------------------------------------------------
+
+    def client_closed(self) -> list[Command]:
+        if self.phase is Phase.CLOSED:
+            return []
+        terminate = [ToServer(m.TERMINATE)] if self.phase is Phase.READY else []
+        return [*terminate, self._close("client disconnected")]
+
+    def server_closed(self) -> list[Command]:
+        if self.phase is Phase.CLOSED:
+            return []
+        if self._server_fatal or self._terminating:
+            return [self._close("upstream closed the connection")]
+        error = fatal(
+            CONNECTION_FAILURE,
+            "sqlguard: the connection to the upstream PostgreSQL server was lost",
+            hint="Reconnect; if this repeats, check that the database server is running.",
+        )
+        return [ToClient(error), self._close("upstream connection lost")]
+
+    def upstream_unreachable(self, reason: str) -> list[Command]:
+        error = PgError(
+            "FATAL",
+            CONNECTION_FAILURE,
+            "sqlguard could not connect to the upstream PostgreSQL server",
+            reason,
+            "Check that the database server is running and that sqlguard's --upstream is right.",
+        )
+        return self._refuse_startup(error)
+
+    def _violation(self, reason: str) -> list[Command]:
+        error = fatal(PROTOCOL_VIOLATION, f"sqlguard: invalid message from the client: {reason}")
+        return [ToClient(error), self._close(f"protocol violation: {reason}")]
+
+    def _close(self, reason: str) -> Close:
+        self.phase = Phase.CLOSED
+        return Close(reason)
+
+
+_CLIENT_HANDLERS: dict[int, Callable[[Session, Frame], bytes]] = {
+    ord("Q"): Session._on_query,
+    ord("P"): Session._on_parse,
+    ord("B"): Session._on_bind,
+    ord("E"): Session._on_execute,
+    ord("D"): Session._on_describe,
+    ord("C"): Session._on_close,
+    ord("S"): Session._on_sync,
+    ord("F"): Session._on_function_call,
+    ord("X"): Session._on_terminate,
+}

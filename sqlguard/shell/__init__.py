@@ -1,0 +1,1 @@
+"""The asyncio/uvloop edge: sockets, time, signals. Everything it decides, the session decides."""

@@ -1,0 +1,192 @@
+"""One client connection and its upstream connection, as asyncio Protocols.
+
+The Protocols only move bytes and carry out the session's commands; flow control is
+symmetric: when one side's write buffer is full, reading from the other side pauses, so
+a slow reader never makes the sidecar buffer a large result or COPY stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, cast
+
+from sqlguard.session.cancel import UpstreamKey
+from sqlguard.session.machine import (
+    Close,
+    Command,
+    ForwardCancel,
+    OpenUpstream,
+    Phase,
+    RegisterCancelKey,
+    Session,
+    ToClient,
+    ToServer,
+)
+from sqlguard.wire.errors import ADMIN_SHUTDOWN, fatal
+
+if TYPE_CHECKING:
+    from sqlguard.shell.server import Sidecar
+
+log = logging.getLogger("sqlguard.connection")
+
+# Pause the other side once this much is waiting to be written to a slow peer.
+WRITE_HIGH_WATER = 256 * 1024
+
+
+class ClientConnection(asyncio.Protocol):
+    """The client's socket; owns the Session and the upstream connection it opens."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._sidecar = sidecar
+        self._client: asyncio.Transport | None = None
+        self._upstream: asyncio.Transport | None = None
+        self._cancel_keys: list[tuple[int, bytes]] = []
+        self.session: Session | None = None
+        self.peer = ""
+
+    # ---- client socket events ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self._client = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else "local"
+        firewall = self._sidecar.firewall
+        self.session = Session(firewall.judge, firewall.rules_version, self.peer)
+        self.session.set_max_message_bytes(self._sidecar.settings.max_message_bytes)
+        self._sidecar.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.session is not None
+        self._run(self.session.receive_client(data))
+
+    def eof_received(self) -> bool:
+        return False  # a half-closed client is a gone client: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self._run(self.session.client_closed())
+        self._release()
+
+    def pause_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    # ---- upstream socket events (called by UpstreamProtocol) --------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        assert self.session is not None
+        self._run(self.session.receive_server(data))
+
+    def upstream_lost(self) -> None:
+        if self.session is not None:
+            self._run(self.session.server_closed())
+        self._upstream = None
+
+    def pause_upstream_writes(self) -> None:
+        if self._client is not None:
+            self._client.pause_reading()
+
+    def resume_upstream_writes(self) -> None:
+        if self._client is not None:
+            self._client.resume_reading()
+
+    # ---- commands -----------------------------------------------------------------------
+
+    def _run(self, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, ToServer):
+                if self._upstream is not None:
+                    self._upstream.write(command.data)
+            elif isinstance(command, ToClient):
+                if self._client is not None:
+                    self._client.write(command.data)
+            elif isinstance(command, OpenUpstream):
+                self._open_upstream(command)
+            elif isinstance(command, RegisterCancelKey):
+                self._register_cancel_key(command)
+            elif isinstance(command, ForwardCancel):
+                self._sidecar.forward_cancel(command.pid, command.key)
+            elif isinstance(command, Close):
+                self._close(command.reason)
+
+    def _open_upstream(self, command: OpenUpstream) -> None:
+        assert self._client is not None
+        self._client.pause_reading()  # nothing to read until the upstream answers
+        self._sidecar.spawn(self._connect(command))
+
+    async def _connect(self, command: OpenUpstream) -> None:
+        try:
+            transport = await self._sidecar.connect_upstream(lambda: UpstreamProtocol(self))
+        except (OSError, TimeoutError) as exc:
+            if self.session is not None:
+                reason = f"{self._sidecar.settings.upstream.address}: {exc or 'timed out'}"
+                self._run(self.session.upstream_unreachable(reason))
+            return
+        if self.session is None or self.session.phase is Phase.CLOSED:
+            transport.close()
+            return
+        self._upstream = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        transport.write(command.startup)
+        log.info("connection from %s as %s", self.peer, command.identity.user)
+        if self._client is not None:
+            self._client.resume_reading()
+
+    def _register_cancel_key(self, command: RegisterCancelKey) -> None:
+        upstream = UpstreamKey(command.pid, command.upstream_key)
+        self._sidecar.cancel_keys.register(command.pid, command.client_key, upstream)
+        self._cancel_keys.append((command.pid, command.client_key))
+
+    def _close(self, reason: str) -> None:
+        log.debug("closing connection from %s: %s", self.peer, reason)
+        if self._client is not None:
+            self._client.close()
+        if self._upstream is not None:
+            self._upstream.close()
+        self._release()
+
+    def shutdown(self) -> None:
+        """The sidecar is stopping: tell the client as PostgreSQL would, then close."""
+        if self._client is not None and not self._client.is_closing():
+            self._client.write(
+                fatal(ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+            )
+        if self.session is not None:
+            self.session.phase = Phase.CLOSED
+        self._close("sidecar shutting down")
+
+    def _release(self) -> None:
+        for pid, key in self._cancel_keys:
+            self._sidecar.cancel_keys.unregister(pid, key)
+        self._cancel_keys.clear()
+        self._sidecar.connections.discard(self)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """The upstream socket of one ClientConnection."""
+
+    def __init__(self, owner: ClientConnection) -> None:
+        self._owner = owner
+
+    def data_received(self, data: bytes) -> None:
+        self._owner.upstream_data(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner.upstream_lost()
+
+    def pause_writing(self) -> None:
+        self._owner.pause_upstream_writes()
+
+    def resume_writing(self) -> None:
+        self._owner.resume_upstream_writes()

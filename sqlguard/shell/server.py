@@ -1,0 +1,137 @@
+"""The listening sidecar: accepts clients, reaches the upstream, reloads rules, shuts down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sqlguard.config import Settings
+from sqlguard.firewall import Firewall
+from sqlguard.policy.loader import RuleError, load_rules
+from sqlguard.session.cancel import CancelRegistry
+from sqlguard.shell.connection import ClientConnection
+from sqlguard.wire.messages import CancelRequest
+
+log = logging.getLogger("sqlguard")
+
+
+class Sidecar:
+    """Everything shared by the connections of one running sidecar."""
+
+    def __init__(self, settings: Settings, firewall: Firewall | None = None) -> None:
+        self.settings = settings
+        self.firewall = firewall or Firewall(load_rules(settings.rules_dir))
+        self.cancel_keys = CancelRegistry()
+        self.connections: set[ClientConnection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self),
+            self.settings.listen_host,
+            self.settings.listen_port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        log.info(
+            "sqlguard listening on %s:%d, upstream %s, rules %s (version %s)",
+            self.settings.listen_host,
+            self.port,
+            self.settings.upstream.address,
+            self.settings.rules_dir,
+            self.firewall.rules_version(),
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when the settings asked for port 0)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a task, keeping a strong reference until it ends (PROTOCOL-NOTES §3)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def connect_upstream(
+        self, factory: Callable[[], asyncio.Protocol]
+    ) -> asyncio.Transport:
+        loop = asyncio.get_running_loop()
+        upstream = self.settings.upstream
+        if upstream.socket_dir:
+            path = f"{upstream.socket_dir}/.s.PGSQL.{upstream.port}"
+            connecting = loop.create_unix_connection(factory, path)
+        else:
+            connecting = loop.create_connection(factory, upstream.host, upstream.port)
+        transport, _ = await asyncio.wait_for(connecting, self.settings.connect_timeout)
+        return transport  # type: ignore[return-value]
+
+    def forward_cancel(self, pid: int, client_key: bytes) -> None:
+        upstream = self.cancel_keys.lookup(pid, client_key)
+        if upstream is None:
+            log.info("ignoring a cancel request for an unknown backend key")
+            return
+        self.spawn(self._send_cancel(CancelRequest(upstream.pid, upstream.key).encode()))
+
+    async def _send_cancel(self, request: bytes) -> None:
+        try:
+            transport = await self.connect_upstream(asyncio.Protocol)
+        except (OSError, TimeoutError) as exc:
+            log.warning("could not forward a cancel request upstream: %s", exc)
+            return
+        transport.write(request)  # the server never answers a CancelRequest
+        transport.close()
+
+    def reload_rules(self) -> bool:
+        """Load the rule files again; a broken set is reported and the current one kept."""
+        try:
+            rules = load_rules(self.settings.rules_dir)
+        except RuleError as exc:
+            log.error("rule reload failed, keeping version %s: %s", self.firewall.rules_version(), exc)
+            return False
+        self.firewall.replace_rules(rules)
+        log.info("rules reloaded: version %s", rules.version)
+        return True
+
+
+async def serve(settings: Settings, ready: Callable[[Sidecar], None] | None = None) -> None:
+    """Run a sidecar until SIGINT/SIGTERM; SIGHUP reloads the rules."""
+    sidecar = Sidecar(settings)
+    await sidecar.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, sidecar.reload_rules)
+    if ready is not None:
+        ready(sidecar)
+    try:
+        await stopping.wait()
+    finally:
+        await sidecar.stop()
+
+
+def run(settings: Settings, ready: Callable[[Sidecar], None] | None = None) -> None:
+    """Entry point: uvloop where available."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        asyncio.run(serve(settings, ready))
+        return
+    uvloop.run(serve(settings, ready))

@@ -1,0 +1,100 @@
+"""Run `sqlguard serve` as a subprocess, the way users run it, for tests, benchmarks and the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SidecarProcess:
+    """A `sqlguard serve` child process listening on a free loopback port."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, upstream: str, rules_dir: Path | None = None, *extra: str) -> None:
+        self.port = free_port()
+        self.upstream = upstream
+        self.rules_dir = rules_dir
+        self.extra = extra
+        self.log = Path(tempfile.mkstemp(prefix="sqlguard-", suffix=".log")[1])
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 20.0) -> Self:
+        args = [sys.executable, "-m", "sqlguard", "serve", "--listen", f"{self.host}:{self.port}"]
+        args += ["--upstream", self.upstream, *self.extra]
+        if self.rules_dir is not None:
+            args += ["--rules", str(self.rules_dir)]
+        with self.log.open("wb") as log:
+            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_listening(timeout)
+        return self
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"sqlguard serve exited early:\n{self.output()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"sqlguard serve did not listen within {timeout}s:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        self.log.unlink(missing_ok=True)
+
+    def reload(self) -> None:
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGHUP)
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the sidecar is not running"
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def dsn(self, user: str = "postgres", password: str | None = None, dbname: str = "") -> str:
+        auth = quote(user, safe="") + ("" if password is None else ":" + quote(password, safe=""))
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(dbname, safe='')}"

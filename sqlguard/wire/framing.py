@@ -1,0 +1,145 @@
+"""Bytes in, frames out, for both directions of a connection.
+
+Protocol docs, "Message Formats": after the untyped startup packet every message is a
+type byte plus an int32 length that counts itself but not the type byte. The firewall
+needs the contents of only a few message types; all others are forwarded as the original
+bytes, even before they have fully arrived, so a 1 GB DataRow or CopyData never has to
+sit in memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# PostgreSQL's own limit for the startup packet (MAX_STARTUP_PACKET_LENGTH).
+MAX_STARTUP_PACKET = 10_000
+# PostgreSQL's limit for any single message (PQ_LARGE_MESSAGE_LIMIT is 1 GB - 1).
+MAX_MESSAGE = (1 << 30) - 1
+
+_INT32 = struct.Struct("!I")
+
+
+class FrameError(ValueError):
+    """The peer sent bytes that are not a valid message stream (answer 08P01 and close)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One whole message the firewall wants to read: its type, body and original bytes."""
+
+    type: int
+    body: bytes
+    raw: bytes
+
+
+class StartupReader:
+    """Collects one untyped startup-phase packet (StartupMessage, SSLRequest, CancelRequest).
+
+    >>> StartupReader().feed(b"\\x00\\x00\\x00\\x08\\x04\\xd2\\x16\\x2f")
+    b'\\x04\\xd2\\x16/'
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Add bytes; return the packet body once complete (the rest stays buffered)."""
+        self._buf += data
+        if len(self._buf) < 4:
+            return None
+        (length,) = _INT32.unpack_from(self._buf)
+        if not 8 <= length <= MAX_STARTUP_PACKET:
+            raise FrameError(f"invalid startup packet length {length}")
+        if len(self._buf) < length:
+            return None
+        body, self._buf = self._buf[4:length], self._buf[length:]
+        return body
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def take_rest(self) -> bytes:
+        """Bytes that arrived after the packet (the start of the typed message stream)."""
+        rest, self._buf = self._buf, b""
+        return rest
+
+
+class FrameScanner:
+    """Splits a typed message stream into pass-through byte runs and inspected Frames.
+
+    Messages whose type is in `inspect` are returned whole as Frames (capped at
+    `max_inspected` bytes); all other messages are returned as contiguous byte runs, which
+    may end mid-message: the remainder is passed through as it arrives.
+
+    >>> FrameScanner(frozenset(b"Z")).feed(b"1\\x00\\x00\\x00\\x04Z\\x00\\x00\\x00\\x05I")
+    [b'1\\x00\\x00\\x00\\x04', Frame(type=90, body=b'I', raw=b'Z\\x00\\x00\\x00\\x05I')]
+    """
+
+    def __init__(
+        self,
+        inspect: frozenset[int],
+        max_inspected: int = MAX_MESSAGE,
+        allowed_types: frozenset[int] | None = None,
+    ) -> None:
+        self._inspect = inspect
+        self._max_inspected = max_inspected
+        self._allowed = allowed_types
+        self._buf = b""
+        self._skip = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of an inspected message or a header."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | Frame]:
+        out: list[bytes | Frame] = []
+        buf = self._buf + data if self._buf else data
+        pos = self._pass_remainder(buf, out)
+        run_start = pos
+        size = len(buf)
+        while size - pos >= 5:
+            kind = buf[pos]
+            (length,) = _INT32.unpack_from(buf, pos + 1)
+            self._check(kind, length)
+            end = pos + 1 + length
+            if kind in self._inspect:
+                if end > size:
+                    break
+                if run_start < pos:
+                    out.append(buf[run_start:pos])
+                out.append(Frame(kind, buf[pos + 5 : end], buf[pos:end]))
+                run_start = pos = end
+            elif end > size:
+                self._skip = end - size
+                pos = size
+            else:
+                pos = end
+        if run_start < pos:
+            out.append(buf[run_start:pos])
+        self._buf = buf[pos:]
+        return out
+
+    def _pass_remainder(self, buf: bytes, out: list[bytes | Frame]) -> int:
+        """Forward the rest of a pass-through message that started in an earlier read."""
+        if not self._skip:
+            return 0
+        take = min(self._skip, len(buf))
+        self._skip -= take
+        out.append(buf[:take])
+        return take
+
+    def _check(self, kind: int, length: int) -> None:
+        if self._allowed is not None and kind not in self._allowed:
+            raise FrameError(f"invalid message type {chr(kind)!r}")
+        if length < 4:
+            raise FrameError(f"invalid message length {length}")
+        if kind in self._inspect and length > self._max_inspected:
+            raise FrameError(
+                f"{chr(kind)!r} message of {length} bytes exceeds max_message_bytes "
+                f"({self._max_inspected}); raise the limit in sqlguard's config if this is legitimate"
+            )
+        if length > MAX_MESSAGE:
+            raise FrameError(f"message length {length} exceeds PostgreSQL's 1 GB limit")

@@ -1,0 +1,216 @@
+"""The session state machine, driven by scripted client and server bytes (no sockets)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from sqlguard.policy.model import Action, Decision, Identity
+from sqlguard.session.machine import (
+    Close,
+    ForwardCancel,
+    OpenUpstream,
+    Phase,
+    RegisterCancelKey,
+    Session,
+    ToClient,
+    ToServer,
+)
+from sqlguard.wire import messages as m
+from sqlguard.wire.errors import decode_fields
+from sqlguard.wire.framing import Frame, FrameScanner
+
+ALLOW = Decision(Action.ALLOW, "", "", "", "")
+DENY = Decision(Action.DENY, "no-drop", 'sqlguard: statement refused by rule "no-drop"', "d", "h")
+
+
+def judge(text: bytes, identity: Identity) -> Decision:
+    return DENY if b"drop" in text.lower() else ALLOW
+
+
+def startup(**params: str) -> bytes:
+    return m.StartupMessage(3, 0, {"user": "ann", "database": "db", **params}).encode()
+
+
+def sent(commands: list, kind: type) -> bytes:
+    return b"".join(c.data for c in commands if isinstance(c, kind))
+
+
+def messages(data: bytes) -> list[Frame]:
+    return [i for i in FrameScanner(frozenset(range(256))).feed(data) if isinstance(i, Frame)]
+
+
+def ready_session(version: list[str] | None = None) -> Session:
+    versions = version or ["v1"]
+    session = Session(judge, lambda: versions[0], "127.0.0.1")
+    commands = session.receive_client(startup())
+    assert isinstance(commands[0], OpenUpstream)
+    session.receive_server(m.message(b"R", b"\0\0\0\0") + m.ready_for_query(b"I"))
+    assert session.phase is Phase.READY
+    return session
+
+
+def marker_error(forwarded: bytes) -> bytes:
+    """What PostgreSQL answers to the marker statement sqlguard sent in place of a refusal."""
+    found = re.search(rb"sqlguard_refused_[0-9a-f]{16}", forwarded)
+    assert found, forwarded
+    marker = found.group()
+    return m.message(b"E", b"SERROR\0VERROR\0C42601\0Msyntax error at or near \"" + marker + b"\"\0\0")
+
+
+def test_ssl_request_is_answered_n_then_startup_opens_upstream() -> None:
+    session = Session(judge, lambda: "v1")
+    commands = session.receive_client(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
+    assert commands == [ToClient(b"N")]
+    commands = session.receive_client(startup(application_name="psql"))
+    assert isinstance(commands[0], OpenUpstream)
+    assert commands[0].identity == Identity("ann", "db", "psql", "")
+
+
+def test_replication_connection_is_refused_with_fatal() -> None:
+    commands = Session(judge, lambda: "v1").receive_client(startup(replication="database"))
+    fields = decode_fields(messages(sent(commands, ToClient))[0].body)
+    assert fields["S"] == "FATAL" and fields["C"] == "0A000"
+    assert isinstance(commands[-1], Close)
+
+
+@pytest.mark.parametrize("options", ["-c role=admin", "--session_authorization=postgres", "-X"])
+def test_options_that_set_dangerous_parameters_are_refused(options: str) -> None:
+    commands = Session(judge, lambda: "v1").receive_client(startup(options=options))
+    assert decode_fields(messages(sent(commands, ToClient))[0].body)["S"] == "FATAL"
+
+
+def test_harmless_options_pass() -> None:
+    commands = Session(judge, lambda: "v1").receive_client(startup(options="-c statement_timeout=5s"))
+    assert isinstance(commands[0], OpenUpstream)
+
+
+def test_greasing_client_gets_negotiate_protocol_version() -> None:
+    session = Session(judge, lambda: "v1")
+    packet = m.StartupMessage(3, 9999, {"user": "ann", "_pq_.grease": "1"}).encode()
+    upstream = session.receive_client(packet)[0]
+    assert isinstance(upstream, OpenUpstream)
+    assert m.decode_startup_packet(upstream.startup[4:]).minor == 2
+    out = sent(session.receive_server(m.message(b"R", b"\0\0\0\0")), ToClient)
+    first = messages(out)[0]
+    assert first.type == ord("v")
+    assert m.decode_negotiate(first.body) == (2, ["_pq_.grease"])
+
+
+def test_backend_key_is_replaced_and_registered() -> None:
+    session = Session(judge, lambda: "v1")
+    session.receive_client(startup())
+    commands = session.receive_server(m.backend_key_data(77, b"\1\2\3\4") + m.ready_for_query(b"I"))
+    register = next(c for c in commands if isinstance(c, RegisterCancelKey))
+    assert register.pid == 77 and register.upstream_key == b"\1\2\3\4"
+    key_msg = messages(sent(commands, ToClient))[0]
+    assert m.decode_backend_key(key_msg.body) == (77, register.client_key)
+    assert register.client_key != b"\1\2\3\4"
+
+
+def test_cancel_request_is_forwarded_and_closed() -> None:
+    commands = Session(judge, lambda: "v1").receive_client(m.CancelRequest(5, b"abcd").encode())
+    assert commands[0] == ForwardCancel(5, b"abcd")
+    assert isinstance(commands[1], Close)
+
+
+def test_allowed_query_is_forwarded_unchanged() -> None:
+    session = ready_session()
+    assert sent(session.receive_client(m.query(b"select 1")), ToServer) == m.query(b"select 1")
+
+
+def test_refused_query_is_replaced_and_error_rewritten() -> None:
+    session = ready_session()
+    forwarded = sent(session.receive_client(m.query(b"DROP TABLE t")), ToServer)
+    assert b"DROP" not in forwarded
+    back = sent(session.receive_server(marker_error(forwarded) + m.ready_for_query(b"E")), ToClient)
+    error, ready = messages(back)
+    fields = decode_fields(error.body)
+    assert fields["C"] == "42501" and fields["M"] == DENY.message
+    assert fields["D"] == "d" and fields["H"] == "h"
+    assert ready.body == b"E"
+    assert session.tx_status == b"E"
+
+
+def test_refused_parse_in_pipeline_is_replaced_in_place() -> None:
+    session = ready_session()
+    batch = (
+        m.parse(b"", b"insert into t values (1)")
+        + m.message(b"B", b"\0\0\0\0\0\0\0\0")
+        + m.message(b"E", b"\0\0\0\0\0")
+        + m.parse(b"s2", b"drop table t")
+        + m.message(b"B", b"\0s2\0\0\0\0\0\0\0")
+        + m.message(b"S")
+    )
+    forwarded = messages(sent(session.receive_client(batch), ToServer))
+    assert [chr(f.type) for f in forwarded] == ["P", "B", "E", "P", "P", "S"]
+    assert forwarded[0].raw == m.parse(b"", b"insert into t values (1)")
+    assert b"drop" not in forwarded[3].raw and b"sqlguard_refused_" in forwarded[3].raw
+    # The Bind of the refused statement is refused too (the server discards it anyway).
+    assert b"sqlguard_refused_" in forwarded[4].raw
+
+
+def test_refused_named_statement_stays_refused_in_later_batches() -> None:
+    session = ready_session()
+    session.receive_client(m.parse(b"s1", b"drop table t") + m.message(b"S"))
+    session.receive_server(m.ready_for_query(b"I"))
+    later = sent(session.receive_client(m.message(b"B", b"\0s1\0\0\0\0\0\0\0")), ToServer)
+    assert b"sqlguard_refused_" in later
+
+
+def test_statements_are_judged_again_after_a_rule_reload() -> None:
+    versions = ["v1"]
+    calls: list[bytes] = []
+
+    def counting_judge(text: bytes, identity: Identity) -> Decision:
+        calls.append(text)
+        return judge(text, identity)
+
+    session = Session(counting_judge, lambda: versions[0])
+    session.receive_client(startup())
+    session.receive_server(m.ready_for_query(b"I"))
+    session.receive_client(m.parse(b"s1", b"select 1"))
+    session.receive_client(m.message(b"B", b"\0s1\0\0\0\0\0\0\0"))
+    assert len(calls) == 1  # a Bind of a known statement costs no re-parse
+    versions[0] = "v2"
+    session.receive_client(m.message(b"B", b"\0s1\0\0\0\0\0\0\0"))
+    assert len(calls) == 2
+
+
+def test_function_call_is_refused() -> None:
+    session = ready_session()
+    forwarded = sent(session.receive_client(m.message(b"F", b"\0\0\0\1\0\0\0\0\0\0")), ToServer)
+    assert forwarded[:1] == b"Q" and b"sqlguard_refused_" in forwarded
+    back = sent(session.receive_server(marker_error(forwarded) + m.ready_for_query(b"I")), ToClient)
+    assert decode_fields(messages(back)[0].body)["C"] == "0A000"
+
+
+def test_stale_refusal_is_dropped_when_its_batch_ended_with_another_error() -> None:
+    session = ready_session()
+    forwarded = sent(session.receive_client(m.parse(b"", b"drop table t") + m.message(b"S")), ToServer)
+    error = marker_error(forwarded[: len(forwarded) - 5])
+    session.receive_server(m.message(b"E", b"SERROR\0VERROR\0C25P02\0Mfailed\0\0") + m.ready_for_query(b"E"))
+    # A later error mentioning the marker is not rewritten: the refusal ended with its Sync.
+    back = sent(session.receive_server(error), ToClient)
+    assert decode_fields(messages(back)[0].body)["C"] == "42601"
+
+
+def test_garbage_from_client_is_a_protocol_violation() -> None:
+    session = ready_session()
+    commands = session.receive_client(b"\xff\x00\x00\x00\x04")
+    fields = decode_fields(messages(sent(commands, ToClient))[0].body)
+    assert fields["C"] == "08P01" and fields["S"] == "FATAL"
+    assert isinstance(commands[-1], Close)
+
+
+def test_upstream_loss_is_reported_to_client() -> None:
+    session = ready_session()
+    commands = session.server_closed()
+    assert decode_fields(messages(sent(commands, ToClient))[0].body)["C"] == "08006"
+
+
+def test_client_loss_terminates_upstream() -> None:
+    session = ready_session()
+    commands = session.client_closed()
+    assert sent(commands, ToServer) == m.TERMINATE
