@@ -46,7 +46,9 @@ def serve(
     except RuleError as exc:
         raise click.ClickException(f"rules not loaded: {exc}") from exc
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {settings.listen_host}:{settings.listen_port}: {exc}") from exc
+        raise click.ClickException(
+            f"cannot listen on {settings.listen_host}:{settings.listen_port}: {exc}"
+        ) from exc
 
 
 @main.command()
@@ -77,13 +79,16 @@ def explain(sql: str, rules_dir: Path | None, user: str) -> None:
     text = sql.encode()
     for facts in firewall.facts(text):
         kinds = ", ".join(sorted(facts.kinds))
-        click.echo(f"statement: {facts.text}\n  kinds: {kinds}\n  tables: {', '.join(sorted(facts.tables)) or '-'}")
+        tables = ", ".join(sorted(facts.tables)) or "-"
+        click.echo(f"statement: {facts.text}\n  kinds: {kinds}\n  tables: {tables}")
         if facts.reason:
             click.echo(f"  not understood: {facts.reason}")
     decision = firewall.judge(text, Identity(user=user, database=""))
     click.echo(f"decision: {decision.action} {decision.rule_id or '(no rule matched)'}")
     if decision.refused:
-        click.echo(f"  message: {decision.message}\n  detail: {decision.detail}\n  hint: {decision.hint}")
+        click.echo(
+            f"  message: {decision.message}\n  detail: {decision.detail}\n  hint: {decision.hint}"
+        )
         sys.exit(1)
 
 

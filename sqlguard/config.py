@@ -96,7 +96,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     known = {f.name for f in dataclasses.fields(Settings)} | {"listen"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return _build(values)
 
 
@@ -106,7 +108,9 @@ def _build(values: dict[str, Any]) -> Settings:
         kwargs["listen_host"], kwargs["listen_port"] = parse_listen(str(values.pop("listen")))
     if "upstream" in values:
         upstream = values.pop("upstream")
-        kwargs["upstream"] = upstream if isinstance(upstream, Upstream) else parse_upstream(str(upstream))
+        kwargs["upstream"] = (
+            upstream if isinstance(upstream, Upstream) else parse_upstream(str(upstream))
+        )
     if "rules_dir" in values:
         kwargs["rules_dir"] = Path(values.pop("rules_dir"))
     for name in ("listen_port", "max_message_bytes"):

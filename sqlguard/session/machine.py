@@ -151,7 +151,9 @@ class Session:
             return self._receive_startup(data)
         try:
             items = self._client.feed(data)
-            out = [item if isinstance(item, bytes) else self._client_message(item) for item in items]
+            out = [
+                item if isinstance(item, bytes) else self._client_message(item) for item in items
+            ]
         except (FrameError, m.MalformedMessage) as exc:
             return self._violation(str(exc))
         commands: list[Command] = [ToServer(b"".join(out))] if out else []
@@ -161,7 +163,9 @@ class Session:
 
     def _client_message(self, frame: Frame) -> bytes:
         if self.phase is Phase.AUTH and frame.type not in b"pX":
-            raise m.MalformedMessage(f"unexpected message {chr(frame.type)!r} during authentication")
+            raise m.MalformedMessage(
+                f"unexpected message {chr(frame.type)!r} during authentication"
+            )
         handler = _CLIENT_HANDLERS.get(frame.type)
         return handler(self, frame) if handler else frame.raw
 
@@ -318,7 +322,9 @@ class Session:
         out: list[bytes] = []
         try:
             for item in self._server.feed(data):
-                out.append(item if isinstance(item, bytes) else self._server_message(item, commands))
+                out.append(
+                    item if isinstance(item, bytes) else self._server_message(item, commands)
+                )
         except (FrameError, m.MalformedMessage) as exc:
             self.phase = Phase.CLOSED
             error = fatal(PROTOCOL_VIOLATION, f"sqlguard: invalid message from the upstream: {exc}")

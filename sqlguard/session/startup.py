@@ -94,9 +94,7 @@ def _check_options(options: str) -> PgError | None:
         word = words.pop(0)
         if word == "-c" and words:
             word = "-c" + words.pop(0)
-        if word.startswith("-c"):
-            setting = word[2:]
-        elif word.startswith("--"):
+        if word.startswith("-c") or word.startswith("--"):
             setting = word[2:]
         else:
             return _refuse_setting(f"options {word}")
@@ -159,6 +157,4 @@ def _refuse_replication() -> PgError:
 
 
 def _refuse_user() -> PgError:
-    return PgError(
-        "FATAL", "28000", "no PostgreSQL user name specified in startup packet"
-    )
+    return PgError("FATAL", "28000", "no PostgreSQL user name specified in startup packet")

@@ -69,9 +69,7 @@ class Sidecar:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def connect_upstream(
-        self, factory: Callable[[], asyncio.Protocol]
-    ) -> asyncio.Transport:
+    async def connect_upstream(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.Transport:
         loop = asyncio.get_running_loop()
         upstream = self.settings.upstream
         if upstream.socket_dir:
@@ -103,7 +101,9 @@ class Sidecar:
         try:
             rules = load_rules(self.settings.rules_dir)
         except RuleError as exc:
-            log.error("rule reload failed, keeping version %s: %s", self.firewall.rules_version(), exc)
+            log.error(
+                "rule reload failed, keeping version %s: %s", self.firewall.rules_version(), exc
+            )
             return False
         self.firewall.replace_rules(rules)
         log.info("rules reloaded: version %s", rules.version)

@@ -1,4 +1,4 @@
-"""Run `sqlguard serve` as a subprocess, the way users run it, for tests, benchmarks and the demo."""
+"""Run `sqlguard serve` as a subprocess, the way users run it (tests and benchmarks)."""
 
 from __future__ import annotations
 

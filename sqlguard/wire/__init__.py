@@ -1,1 +1,1 @@
-"""PostgreSQL protocol v3 codec: bytes in, frames and encoded messages out. Standard library only, no I/O."""
+"""PostgreSQL protocol v3 codec: bytes in, frames and messages out. Stdlib only, no I/O."""

@@ -48,10 +48,13 @@ class PgError:
 
 def encode_fields(kind: bytes, fields: dict[str, str]) -> bytes:
     """Encode an ErrorResponse ('E') or NoticeResponse ('N') from its field map."""
-    body = b"".join(
-        code.encode("ascii") + _no_nul(value).encode("utf-8") + b"\0"
-        for code, value in fields.items()
-    ) + b"\0"
+    body = (
+        b"".join(
+            code.encode("ascii") + _no_nul(value).encode("utf-8") + b"\0"
+            for code, value in fields.items()
+        )
+        + b"\0"
+    )
     return kind + struct.pack("!I", len(body) + 4) + body
 
 

@@ -139,7 +139,7 @@ class FrameScanner:
         if kind in self._inspect and length > self._max_inspected:
             raise FrameError(
                 f"{chr(kind)!r} message of {length} bytes exceeds max_message_bytes "
-                f"({self._max_inspected}); raise the limit in sqlguard's config if this is legitimate"
+                f"({self._max_inspected}); raise that setting if such messages are legitimate"
             )
         if length > MAX_MESSAGE:
             raise FrameError(f"message length {length} exceeds PostgreSQL's 1 GB limit")

@@ -65,14 +65,18 @@ def error_fields(data: bytes) -> dict[str, str]:
     ],
     ids=["random", "short-length", "2gb-startup", "bad-version"],
 )
-def test_garbage_before_startup(sidecar: SidecarProcess, bystander: psycopg.Connection, garbage: bytes) -> None:
+def test_garbage_before_startup(
+    sidecar: SidecarProcess, bystander: psycopg.Connection, garbage: bytes
+) -> None:
     with raw_connection(sidecar) as sock:
         sock.sendall(garbage)
         reply = read_until_closed(sock)
     assert reply == b"" or error_fields(reply)["S"] == "FATAL"
 
 
-def test_two_gigabyte_message_after_login(sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection) -> None:
+def test_two_gigabyte_message_after_login(
+    sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection
+) -> None:
     with raw_connection(sidecar) as sock:
         startup_and_login(sock, pg_db.dbname)
         sock.sendall(b"Q" + struct.pack("!I", 0x7FFFFFF0) + b"select 1")
@@ -81,21 +85,27 @@ def test_two_gigabyte_message_after_login(sidecar: SidecarProcess, pg_db: Databa
     assert "max_message_bytes" in fields["M"]
 
 
-def test_unknown_message_type_after_login(sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection) -> None:
+def test_unknown_message_type_after_login(
+    sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection
+) -> None:
     with raw_connection(sidecar) as sock:
         startup_and_login(sock, pg_db.dbname)
         sock.sendall(b"\x01\x00\x00\x00\x04")
         assert error_fields(read_until_closed(sock))["C"] == "08P01"
 
 
-def test_truncated_message_then_disconnect(sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection) -> None:
+def test_truncated_message_then_disconnect(
+    sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection
+) -> None:
     for cut in (1, 3, 9):
         with raw_connection(sidecar) as sock:
             startup_and_login(sock, pg_db.dbname)
             sock.sendall(m.query(b"select pg_sleep(0)")[:cut])
 
 
-def test_disconnect_mid_startup_and_mid_result(sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection) -> None:
+def test_disconnect_mid_startup_and_mid_result(
+    sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection
+) -> None:
     with raw_connection(sidecar) as sock:
         sock.sendall(m.StartupMessage(3, 0, {"user": "postgres"}).encode()[:7])
     with raw_connection(sidecar) as sock:
@@ -113,7 +123,9 @@ def test_upstream_down_gives_clear_error(pg_db: Database) -> None:
         assert down.running
 
 
-def test_upstream_dies_mid_result(sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection, proxied_dsn: str) -> None:
+def test_upstream_dies_mid_result(
+    sidecar: SidecarProcess, pg_db: Database, bystander: psycopg.Connection, proxied_dsn: str
+) -> None:
     victim = psycopg.connect(proxied_dsn, autocommit=True)
     pid = victim.info.backend_pid
     with psycopg.connect(pg_db.dsn(), autocommit=True) as admin:

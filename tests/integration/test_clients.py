@@ -35,7 +35,7 @@ def schema(pg_db: Database) -> None:
 @pytest.mark.parametrize("autocommit", [True, False])
 def test_psycopg_queries_and_inserts(proxied_dsn: str, autocommit: bool) -> None:
     with psycopg.connect(proxied_dsn, autocommit=autocommit) as conn:
-        assert conn.execute("SELECT count(*) FROM items").fetchone() == (10,)
+        assert conn.execute("SELECT count(*) FROM items WHERE id <= 10").fetchone() == (10,)
         assert conn.execute("SELECT name FROM items WHERE id = %s", (3,)).fetchone() == ("item 3",)
         conn.execute("INSERT INTO items VALUES (%s, %s)", (1000 + autocommit, "new"))
         conn.commit()
@@ -53,7 +53,9 @@ def test_psycopg_prepared_statement_reused_50_times(proxied_dsn: str) -> None:
 
 def test_psycopg_executemany(proxied_dsn: str) -> None:
     with psycopg.connect(proxied_dsn) as conn, conn.cursor() as cur:
-        cur.executemany("INSERT INTO items VALUES (%s, %s)", [(2000 + i, f"many {i}") for i in range(100)])
+        cur.executemany(
+            "INSERT INTO items VALUES (%s, %s)", [(2000 + i, f"many {i}") for i in range(100)]
+        )
         conn.commit()
         assert conn.execute("SELECT count(*) FROM items WHERE id >= 2000").fetchone() == (100,)
 
@@ -73,11 +75,12 @@ def test_psycopg_copy_in_and_out(proxied_dsn: str) -> None:
 
 def test_psycopg_pipeline(proxied_dsn: str) -> None:
     with psycopg.connect(proxied_dsn) as conn:
-        with conn.pipeline(), conn.cursor() as cur:
-            cur.execute("INSERT INTO items VALUES (%s, %s)", (3000, "piped"))
-            cur.execute("SELECT name FROM items WHERE id = %s", (3000,))
-            cur.execute("SELECT count(*) FROM items WHERE id = %s", (1,))
-        assert cur.fetchone() == (1,)
+        with conn.pipeline():
+            conn.execute("INSERT INTO items VALUES (%s, %s)", (3000, "piped"))
+            name = conn.execute("SELECT name FROM items WHERE id = %s", (3000,))
+            count = conn.execute("SELECT count(*) FROM items WHERE id = %s", (1,))
+        assert name.fetchone() == ("piped",)
+        assert count.fetchone() == (1,)
         conn.commit()
 
 
@@ -102,7 +105,9 @@ def test_psycopg_cancel_returns_quickly(proxied_dsn: str) -> None:
 
 
 @pytest.mark.parametrize("role", sorted(TEST_ROLES))
-def test_password_authentication_passes_through(sidecar: SidecarProcess, pg_db: Database, role: str) -> None:
+def test_password_authentication_passes_through(
+    sidecar: SidecarProcess, pg_db: Database, role: str
+) -> None:
     password = TEST_ROLES[role][1]
     with psycopg.connect(sidecar.dsn(role, password, pg_db.dbname)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (role,)
@@ -130,7 +135,9 @@ def test_asyncpg_everyday_use(proxied_dsn: str) -> None:
             statement = await conn.prepare("SELECT $1::int * 2")
             for i in range(50):
                 assert await statement.fetchval(i) == i * 2
-            await conn.executemany("INSERT INTO items VALUES ($1, $2)", [(4000 + i, "am") for i in range(50)])
+            await conn.executemany(
+                "INSERT INTO items VALUES ($1, $2)", [(4000 + i, "am") for i in range(50)]
+            )
             assert await conn.fetchval("SELECT count(*) FROM items WHERE id >= 4000") == 50
             async with conn.transaction():
                 await conn.execute("INSERT INTO items VALUES (5000, 'tx')")
@@ -193,7 +200,10 @@ def test_asyncpg_timeout_cancels_and_connection_survives(proxied_dsn: str) -> No
 
 
 def test_psql_script_with_copy(sidecar: SidecarProcess, pg_db: Database) -> None:
-    script = "BEGIN;\nCOPY copied FROM STDIN;\n1\tone\n2\ttwo\n\\.\nCOMMIT;\nSELECT count(*) FROM copied WHERE id < 3;\n"
+    script = (
+        "BEGIN;\nCOPY copied FROM STDIN;\n1\tone\n2\ttwo\n\\.\nCOMMIT;\n"
+        "SELECT count(*) FROM copied WHERE id < 3;\n"
+    )
     out = _psql(sidecar, pg_db, script)
     assert out.strip().splitlines()[-1] == "2"
 
@@ -203,7 +213,11 @@ def pgbench_tables(pg_db: Database) -> None:
     """Initialised directly: `pgbench -i` drops its tables first, which the rules refuse."""
     cluster = pg_db.cluster
     init = [str(cluster.bin("pgbench")), "-i", "-q", "-s", "1", "-h", cluster.host]
-    subprocess.run([*init, "-p", str(cluster.port), "-U", "postgres", pg_db.dbname], check=True, capture_output=True)
+    subprocess.run(
+        [*init, "-p", str(cluster.port), "-U", "postgres", pg_db.dbname],
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.mark.usefixtures("pgbench_tables")

@@ -43,7 +43,11 @@ def assert_refusal(error: psycopg.Error) -> None:
     diag = error.diag
     assert diag.sqlstate == "42501"
     assert diag.severity_nonlocalized == "ERROR"
-    assert diag.message_primary and "sqlguard" in diag.message_primary and "rule" in diag.message_primary
+    assert (
+        diag.message_primary
+        and "sqlguard" in diag.message_primary
+        and "rule" in diag.message_primary
+    )
     assert diag.message_detail and diag.message_hint
     assert diag.context is None  # nothing about the marker statement leaks through
 
@@ -137,12 +141,16 @@ def test_savepoint_rollback_recovers_after_refusal(proxied_dsn: str, pg_db: Data
     assert count_rows(pg_db) == 6
 
 
-def test_multi_statement_query_with_one_refusal_runs_nothing(proxied_dsn: str, pg_db: Database) -> None:
+def test_multi_statement_query_with_one_refusal_runs_nothing(
+    proxied_dsn: str, pg_db: Database
+) -> None:
     async def main() -> None:
         conn = await asyncpg.connect(proxied_dsn)
         try:
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await conn.execute("INSERT INTO accounts VALUES (40, 1); SELECT 1; DROP TABLE accounts")
+                await conn.execute(
+                    "INSERT INTO accounts VALUES (40, 1); SELECT 1; DROP TABLE accounts"
+                )
         finally:
             await conn.close()
 
@@ -153,7 +161,15 @@ def test_multi_statement_query_with_one_refusal_runs_nothing(proxied_dsn: str, p
 def test_psql_shows_message_detail_and_hint(sidecar: SidecarProcess, pg_db: Database) -> None:
     psql = str(pg_db.cluster.bin("psql"))
     result = subprocess.run(
-        [psql, "-X", "-v", "VERBOSITY=verbose", "-c", "DROP TABLE accounts", sidecar.dsn(dbname=pg_db.dbname)],
+        [
+            psql,
+            "-X",
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "DROP TABLE accounts",
+            sidecar.dsn(dbname=pg_db.dbname),
+        ],
         capture_output=True,
         text=True,
         timeout=30,

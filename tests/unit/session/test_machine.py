@@ -56,7 +56,9 @@ def marker_error(forwarded: bytes) -> bytes:
     found = re.search(rb"sqlguard_refused_[0-9a-f]{16}", forwarded)
     assert found, forwarded
     marker = found.group()
-    return m.message(b"E", b"SERROR\0VERROR\0C42601\0Msyntax error at or near \"" + marker + b"\"\0\0")
+    return m.message(
+        b"E", b'SERROR\0VERROR\0C42601\0Msyntax error at or near "' + marker + b'"\0\0'
+    )
 
 
 def test_ssl_request_is_answered_n_then_startup_opens_upstream() -> None:
@@ -82,7 +84,9 @@ def test_options_that_set_dangerous_parameters_are_refused(options: str) -> None
 
 
 def test_harmless_options_pass() -> None:
-    commands = Session(judge, lambda: "v1").receive_client(startup(options="-c statement_timeout=5s"))
+    commands = Session(judge, lambda: "v1").receive_client(
+        startup(options="-c statement_timeout=5s")
+    )
     assert isinstance(commands[0], OpenUpstream)
 
 
@@ -188,9 +192,13 @@ def test_function_call_is_refused() -> None:
 
 def test_stale_refusal_is_dropped_when_its_batch_ended_with_another_error() -> None:
     session = ready_session()
-    forwarded = sent(session.receive_client(m.parse(b"", b"drop table t") + m.message(b"S")), ToServer)
+    forwarded = sent(
+        session.receive_client(m.parse(b"", b"drop table t") + m.message(b"S")), ToServer
+    )
     error = marker_error(forwarded[: len(forwarded) - 5])
-    session.receive_server(m.message(b"E", b"SERROR\0VERROR\0C25P02\0Mfailed\0\0") + m.ready_for_query(b"E"))
+    session.receive_server(
+        m.message(b"E", b"SERROR\0VERROR\0C25P02\0Mfailed\0\0") + m.ready_for_query(b"E")
+    )
     # A later error mentioning the marker is not rewritten: the refusal ended with its Sync.
     back = sent(session.receive_server(error), ToClient)
     assert decode_fields(messages(back)[0].body)["C"] == "42601"
