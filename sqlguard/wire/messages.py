@@ -158,14 +158,20 @@ def ready_for_query(status: bytes) -> bytes:
 
 
 def negotiate_protocol_version(minor: int, unsupported: list[str]) -> bytes:
-    """NegotiateProtocolVersion ('v'): newest minor we support and the options we ignore."""
-    body = _INT32_INT32.pack(minor, len(unsupported))
+    """NegotiateProtocolVersion ('v'): newest version we support and the options we ignore.
+
+    The docs call the first field the "newest minor protocol version", but servers send and
+    libpq expects the whole version number (3 << 16 | minor); so do we.
+    """
+    body = _INT32_INT32.pack(PROTOCOL_3_0 | minor, len(unsupported))
     body += b"".join(name.encode() + b"\0" for name in unsupported)
     return message(b"v", body)
 
 
 def decode_negotiate(body: bytes) -> tuple[int, list[str]]:
-    (minor, count) = _INT32_INT32.unpack_from(body)
+    """NegotiateProtocolVersion ('v'): (the server's newest minor version, ignored options)."""
+    (version, count) = _INT32_INT32.unpack_from(body)
+    minor = version & 0xFFFF
     names, pos = [], 8
     for _ in range(count):
         name, pos = cstring(body, pos)

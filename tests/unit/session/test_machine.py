@@ -21,8 +21,8 @@ from sqlguard.wire import messages as m
 from sqlguard.wire.errors import decode_fields
 from sqlguard.wire.framing import Frame, FrameScanner
 
-ALLOW = Decision(Action.ALLOW, "", "", "", "")
-DENY = Decision(Action.DENY, "no-drop", 'sqlguard: statement refused by rule "no-drop"', "d", "h")
+ALLOW = Decision(Action.allow, "", "", "", "")
+DENY = Decision(Action.deny, "no-drop", 'sqlguard: statement refused by rule "no-drop"', "d", "h")
 
 
 def judge(text: bytes, identity: Identity) -> Decision:

@@ -52,3 +52,9 @@ def test_error_response_fields_round_trip() -> None:
 def test_negotiate_protocol_version_round_trip() -> None:
     raw = m.negotiate_protocol_version(0, ["_pq_.a", "_pq_.b"])
     assert m.decode_negotiate(raw[5:]) == (0, ["_pq_.a", "_pq_.b"])
+
+
+def test_negotiate_protocol_version_carries_the_whole_version_like_postgresql() -> None:
+    # PostgreSQL 15 answers a 3.2 StartupMessage with exactly these bytes (seen on loopback).
+    expected = b"v\x00\x00\x00\x0c" + b"\x00\x03\x00\x00" + b"\x00\x00\x00\x00"
+    assert m.negotiate_protocol_version(0, []) == expected
