@@ -11,8 +11,16 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from sqlguard.testing.postgres import Database
+
+
+def passthrough_upstream(db: Database) -> str:
+    """The --upstream URL for a test database: no credentials, clients log in as themselves."""
+    return f"postgresql://{db.cluster.host}:{db.cluster.port}/{db.dbname}"
 
 
 def free_port() -> int:

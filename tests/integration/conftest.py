@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from sqlguard.config import DEFAULT_RULES_DIR
 from sqlguard.testing import Database
-from sqlguard.testing.sidecar import SidecarProcess
-
-RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
-
-
-def upstream_url(db: Database) -> str:
-    """Passthrough mode: no credentials, each client authenticates as itself."""
-    return f"postgresql://{db.cluster.host}:{db.cluster.port}/{db.dbname}"
+from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
 
 
 @pytest.fixture(scope="module")
 def sidecar(pg_db: Database) -> Iterator[SidecarProcess]:
-    with SidecarProcess(upstream_url(pg_db), RULES_DIR) as process:
+    with SidecarProcess(passthrough_upstream(pg_db), DEFAULT_RULES_DIR) as process:
         yield process
 
 

@@ -1,0 +1,93 @@
+"""Refusals at login, and rule reloads (SIGHUP) applied to live connections."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sqlguard.config import DEFAULT_RULES_DIR as RULES_DIR
+from sqlguard.testing import Database
+from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("extra", "sqlstate", "text"),
+    [
+        ({"options": "-c role=pg_read_all_data"}, "42501", 'startup parameter "role"'),
+        ({"options": "-c session_authorization=postgres"}, "42501", "session_authorization"),
+        ({"replication": "database"}, "0A000", "replication connections are not supported"),
+    ],
+)
+def test_startup_refusals_are_fatal_and_clear(
+    proxied_dsn: str, extra: dict[str, str], sqlstate: str, text: str
+) -> None:
+    with pytest.raises(psycopg.OperationalError) as caught:
+        psycopg.connect(proxied_dsn, **extra)
+    assert text in str(caught.value)
+
+
+def test_harmless_options_pass(proxied_dsn: str) -> None:
+    with psycopg.connect(proxied_dsn, options="-c statement_timeout=5s") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
+
+
+@pytest.fixture
+def own_rules(tmp_path: Path, pg_db: Database) -> Iterator[tuple[SidecarProcess, Path]]:
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    with SidecarProcess(passthrough_upstream(pg_db), rules) as sidecar:
+        yield sidecar, rules
+
+
+def wait_for_log(sidecar: SidecarProcess, text: str) -> None:
+    deadline = time.monotonic() + 10
+    while text not in sidecar.output():
+        assert time.monotonic() < deadline, sidecar.output()
+        time.sleep(0.05)
+
+
+def test_reload_applies_to_live_connections_and_prepared_statements(
+    own_rules: tuple[SidecarProcess, Path], pg_db: Database
+) -> None:
+    sidecar, rules = own_rules
+    with psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS reload_t (id int)")
+        assert conn.execute("SELECT count(*) FROM reload_t", prepare=True).fetchone() == (0,)
+        (rules / "no-select.yaml").write_text(
+            "rules:\n  - id: no-select\n    match: {kinds: [select]}\n    action: deny\n"
+            "    message: Reading is off today.\n"
+        )
+        sidecar.reload()
+        wait_for_log(sidecar, "rules reloaded")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-select"):
+            conn.execute("SELECT count(*) FROM reload_t", prepare=True)  # Bind of an old name
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-select"):
+            conn.execute("SELECT 1")
+
+
+def test_broken_rules_on_reload_keep_the_old_ones(
+    own_rules: tuple[SidecarProcess, Path], pg_db: Database
+) -> None:
+    sidecar, rules = own_rules
+    (rules / "broken.yaml").write_text("rules:\n  - id: [unclosed\n")
+    sidecar.reload()
+    wait_for_log(sidecar, "rule reload failed")
+    assert "broken.yaml" in sidecar.output()
+    with psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-drop"):
+            conn.execute("DROP TABLE IF EXISTS nothing_here")
+
+
+def test_broken_rules_at_start_fail_with_a_clear_message(tmp_path: Path, pg_db: Database) -> None:
+    (tmp_path / "bad.yaml").write_text("rules:\n  - id: x\n    action: explode\n")
+    sidecar = SidecarProcess(passthrough_upstream(pg_db), tmp_path)
+    with pytest.raises(RuntimeError, match=r"bad\.yaml"):
+        sidecar.start(timeout=10)
