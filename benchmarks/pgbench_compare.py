@@ -25,12 +25,10 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +36,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from sqlguard.testing.postgres import SUPERUSER, PostgresCluster
-from sqlguard.testing.sidecar import SidecarProcess, free_port
+from sqlguard.testing.sidecar import SidecarProcess, free_port, wait_listening
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
 DBNAME = "pgbench"
@@ -292,17 +290,10 @@ class PgBouncer:
             )
 
     def _wait_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise BenchmarkError(f"pgbouncer exited early:\n{self.output()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise BenchmarkError(f"pgbouncer did not listen within {timeout}s:\n{self.output()}")
+        assert self._process is not None
+        failure = wait_listening(self.host, self.port, self._process, timeout)
+        if failure:
+            raise BenchmarkError(f"pgbouncer {failure}:\n{self.output()}")
 
 
 # --- pgbench ----------------------------------------------------------------------------------

@@ -7,13 +7,16 @@ rule set, which can be swapped atomically while connections are live.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
 from sqlguard.policy.engine import evaluate
 from sqlguard.policy.loader import RuleSet
-from sqlguard.policy.model import Decision, Identity
+from sqlguard.policy.model import Action, Decision, Identity
+
+log = logging.getLogger("sqlguard.decisions")
 
 # Texts longer than this are analysed every time: caching them could pin a lot of memory.
 _CACHEABLE_TEXT = 8 * 1024
@@ -39,7 +42,20 @@ class Firewall:
         self._rules = rules
 
     def judge(self, text: bytes, identity: Identity) -> Decision:
-        return evaluate(self._rules, identity, self.facts(text))
+        """The one place decisions come from; every non-allow decision is logged here."""
+        decision = evaluate(self._rules, identity, self.facts(text))
+        if decision.action is not Action.allow:
+            # Rule and identity only: statement texts may hold secrets (audit comes later).
+            log.info(
+                "%s by rule %s for user=%s database=%s application=%r client=%s",
+                decision.action,
+                decision.rule_id,
+                identity.user,
+                identity.database,
+                identity.application_name,
+                identity.client_addr,
+            )
+        return decision
 
     def facts(self, text: bytes) -> tuple[StatementFacts, ...]:
         cached = self._cache.get(text)

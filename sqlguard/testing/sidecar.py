@@ -23,6 +23,22 @@ def passthrough_upstream(db: Database) -> str:
     return f"postgresql://{db.cluster.host}:{db.cluster.port}/{db.dbname}"
 
 
+def wait_listening(
+    host: str, port: int, process: subprocess.Popen[bytes], timeout: float
+) -> str | None:
+    """Poll until a child process accepts connections; else say why it did not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return "exited early"
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return None
+        except OSError:
+            time.sleep(0.05)
+    return f"did not listen within {timeout}s"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -57,22 +73,12 @@ class SidecarProcess:
             args += ["--rules", str(self.rules_dir)]
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_listening(timeout)
+        failure = wait_listening(self.host, self.port, self._process, timeout)
+        if failure:
+            output = self.output()
+            self.stop()
+            raise RuntimeError(f"sqlguard serve {failure}:\n{output}")
         return self
-
-    def _wait_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise RuntimeError(f"sqlguard serve exited early:\n{self.output()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"sqlguard serve did not listen within {timeout}s:\n{self.output()}")
 
     def stop(self) -> None:
         if self._process is None:

@@ -70,6 +70,7 @@ def test_libpq_protocol_versions_and_cancel(proxied_dsn: str, version: str) -> N
         with pytest.raises(psycopg.errors.QueryCanceled):
             conn.execute("SELECT pg_sleep(30)")
         assert time.monotonic() - started < 10
+        assert conn.execute("SELECT 2").fetchone() == (2,)
 
 
 def test_backend_pid_is_the_real_one(proxied_dsn: str, pg_db: Database) -> None:
