@@ -13,10 +13,20 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from sqlguard.policy.model import Decision, Identity
-from sqlguard.session.startup import check_startup_params
+from sqlguard.session.commands import (
+    Close,
+    Command,
+    ForwardCancel,
+    OpenUpstream,
+    RegisterCancelKey,
+    ToClient,
+    ToServer,
+)
+from sqlguard.session.refusals import RefusalMarkers
+from sqlguard.session.startup import ProtocolNegotiation, check_startup_params
+from sqlguard.session.statements import PreparedStatements
 from sqlguard.wire import messages as m
 from sqlguard.wire.errors import (
     CONNECTION_FAILURE,
@@ -46,82 +56,11 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class ToClient:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ToServer:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class OpenUpstream:
-    """Connect to the upstream and send `startup` as the first bytes."""
-
-    startup: bytes
-    identity: Identity
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardCancel:
-    """A CancelRequest for the backend a client saw as (pid, key)."""
-
-    pid: int
-    key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterCancelKey:
-    pid: int
-    client_key: bytes
-    upstream_key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Flush what is queued, then close both sides."""
-
-    reason: str
-
-
-Command = ToClient | ToServer | OpenUpstream | ForwardCancel | RegisterCancelKey | Close
-
-
-@dataclass(slots=True)
-class _Prepared:
-    """A protocol-level prepared statement as the client named it."""
-
-    text: bytes
-    decision: Decision
-    rules_version: str
-
-
-@dataclass(slots=True)
-class _Refusal:
-    error: bytes
-    boundary: int  # the ReadyForQuery (by count) after which the marker can no longer appear
-
-
-@dataclass(slots=True)
-class _Negotiation:
-    requested_minor: int
-    minor: int
-    unsupported: list[str] = field(default_factory=list)
-    pending: bool = True
-
-    @property
-    def needed(self) -> bool:
-        return self.minor != self.requested_minor or bool(self.unsupported)
-
-
 class Session:
     """One client connection and its upstream connection, as a pure state machine."""
 
     def __init__(self, judge: Judge, rules_version: Callable[[], str], client_addr: str = ""):
         self._judge = judge
-        self._rules_version = rules_version
         self._client_addr = client_addr
         self.phase = Phase.STARTUP
         self.identity: Identity | None = None
@@ -129,12 +68,9 @@ class Session:
         self._startup = StartupReader()
         self._client = FrameScanner(_CLIENT_INSPECT, allowed_types=_FRONTEND_TYPES)
         self._server = FrameScanner(_SERVER_INSPECT)
-        self._negotiation = _Negotiation(0, 0, pending=False)
-        self._statements: dict[bytes, _Prepared] = {}
-        self._refused_portals: dict[bytes, Decision] = {}
-        self._refusals: dict[bytes, _Refusal] = {}
-        self._boundaries_sent = 0
-        self._boundaries_done = 0
+        self._negotiation = ProtocolNegotiation(0, 0, pending=False)
+        self._prepared = PreparedStatements(self._decide, rules_version)
+        self._refusals = RefusalMarkers()
         self._server_fatal = False
         self._terminating = False
 
@@ -170,55 +106,43 @@ class Session:
         return handler(self, frame) if handler else frame.raw
 
     def _on_query(self, frame: Frame) -> bytes:
-        self._boundaries_sent += 1
+        self._refusals.boundary_sent()
         decision = self._decide(m.decode_query(frame.body))
         if decision.refused:
-            return m.query(self._refusal(self._error_for(decision), self._boundaries_sent))
+            return m.query(self._refusals.add(self._error_for(decision), ends_with_next_sync=False))
         return frame.raw
 
     def _on_parse(self, frame: Frame) -> bytes:
-        name, text = m.decode_parse(frame.body)
-        decision = self._decide(text)
-        self._statements[name] = _Prepared(text, decision, self._rules_version())
+        decision = self._prepared.parsed(*m.decode_parse(frame.body))
         return self._extended_refusal(decision) if decision.refused else frame.raw
 
     def _on_bind(self, frame: Frame) -> bytes:
-        portal, statement = m.decode_bind_names(frame.body)
-        decision = self._statement_decision(statement)
-        if decision is not None and decision.refused:
-            self._refused_portals[portal] = decision
-            return self._extended_refusal(decision)
-        self._refused_portals.pop(portal, None)
-        return frame.raw
+        decision = self._prepared.bound(*m.decode_bind_names(frame.body))
+        return self._extended_refusal(decision) if decision else frame.raw
 
     def _on_execute(self, frame: Frame) -> bytes:
-        portal, _ = m.cstring(frame.body, 0)
-        decision = self._refused_portals.get(portal)
+        decision = self._prepared.portal(m.cstring(frame.body, 0)[0])
         return self._extended_refusal(decision) if decision else frame.raw
 
     def _on_describe(self, frame: Frame) -> bytes:
         target, name = m.decode_target(frame.body)
         if target == ord("S"):
-            decision = self._statement_decision(name)
+            decision = self._prepared.statement(name)
         else:
-            decision = self._refused_portals.get(name)
+            decision = self._prepared.portal(name)
         return self._extended_refusal(decision) if decision and decision.refused else frame.raw
 
     def _on_close(self, frame: Frame) -> bytes:
-        target, name = m.decode_target(frame.body)
-        if target == ord("S"):
-            self._statements.pop(name, None)
-        else:
-            self._refused_portals.pop(name, None)
+        self._prepared.closed(*m.decode_target(frame.body))
         return frame.raw
 
     def _on_sync(self, frame: Frame) -> bytes:
-        self._boundaries_sent += 1
+        self._refusals.boundary_sent()
         return frame.raw
 
     def _on_function_call(self, frame: Frame) -> bytes:
         # FunctionCall runs any function by OID with no SQL text to judge (docs, "Function Call").
-        self._boundaries_sent += 1
+        self._refusals.boundary_sent()
         error = PgError(
             "ERROR",
             FEATURE_NOT_SUPPORTED,
@@ -226,7 +150,7 @@ class Session:
             "It calls a function by its OID without SQL text, so no rule can judge it.",
             "Call the function with a SELECT statement instead.",
         )
-        return m.query(self._refusal(error.encode(), self._boundaries_sent))
+        return m.query(self._refusals.add(error.encode(), ends_with_next_sync=False))
 
     def _on_terminate(self, frame: Frame) -> bytes:
         self._terminating = True
@@ -236,26 +160,10 @@ class Session:
         assert self.identity is not None
         return self._judge(text, self.identity)
 
-    def _statement_decision(self, name: bytes) -> Decision | None:
-        """The verdict for a prepared statement, judged again if the rules changed since."""
-        prepared = self._statements.get(name)
-        if prepared is None:
-            return None
-        version = self._rules_version()
-        if prepared.rules_version != version:
-            prepared.decision = self._decide(prepared.text)
-            prepared.rules_version = version
-        return prepared.decision
-
     def _extended_refusal(self, decision: Decision) -> bytes:
-        marker = self._refusal(self._error_for(decision), self._boundaries_sent + 1)
+        marker = self._refusals.add(self._error_for(decision), ends_with_next_sync=True)
         # A named marker statement: a failing unnamed Parse would drop the client's unnamed one.
         return m.parse(marker, marker)
-
-    def _refusal(self, error: bytes, boundary: int) -> bytes:
-        marker = b"sqlguard_refused_" + secrets.token_hex(8).encode()
-        self._refusals[marker] = _Refusal(error, boundary)
-        return marker
 
     @staticmethod
     def _error_for(decision: Decision) -> bytes:
@@ -296,7 +204,7 @@ class Session:
         if check.error:
             return self._refuse_startup(check.error)
         minor = min(packet.minor, _NEWEST_MINOR) if packet.minor != 1 else 0
-        self._negotiation = _Negotiation(packet.minor, minor, check.protocol_options)
+        self._negotiation = ProtocolNegotiation(packet.minor, minor, check.protocol_options)
         params = check.upstream
         self.identity = Identity(
             user=params["user"],
@@ -350,22 +258,15 @@ class Session:
         if self.phase is Phase.AUTH:
             self.phase = Phase.READY
             return frame.raw
-        self._boundaries_done += 1
-        if self._refusals:
-            done = self._boundaries_done
-            self._refusals = {k: r for k, r in self._refusals.items() if r.boundary > done}
+        self._refusals.ready_received()
         if self.tx_status == b"I":
-            self._refused_portals.clear()  # portals end with their transaction
+            self._prepared.transaction_ended()
         return frame.raw
 
     def _on_server_error(self, frame: Frame) -> bytes:
         if b"VFATAL\0" in frame.body or b"VPANIC\0" in frame.body:
             self._server_fatal = True
-        for marker, refusal in self._refusals.items():
-            if marker in frame.body:
-                del self._refusals[marker]
-                return refusal.error
-        return frame.raw
+        return self._refusals.replace(frame.raw)
 
     def _on_backend_key(self, frame: Frame, commands: list[Command]) -> bytes:
         pid, upstream_key = m.decode_backend_key(frame.body)

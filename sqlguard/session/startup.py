@@ -8,7 +8,7 @@ So only harmless settings pass, each with a reason to refuse the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlguard.wire.errors import FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, PgError
 
@@ -44,6 +44,24 @@ class StartupCheck:
     upstream: dict[str, str]
     protocol_options: list[str]
     error: PgError | None = None
+
+
+@dataclass(slots=True)
+class ProtocolNegotiation:
+    """The protocol minor version agreed with client and upstream (docs, "Protocol versions").
+
+    The client is told once, before anything else, if it asked for a newer version or for
+    `_pq_.` options; the upstream may lower the version further with its own answer.
+    """
+
+    requested_minor: int
+    minor: int
+    unsupported: list[str] = field(default_factory=list)
+    pending: bool = True
+
+    @property
+    def needed(self) -> bool:
+        return self.minor != self.requested_minor or bool(self.unsupported)
 
 
 def check_startup_params(params: dict[str, str]) -> StartupCheck:

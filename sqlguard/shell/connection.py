@@ -12,17 +12,16 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from sqlguard.session.cancel import UpstreamKey
-from sqlguard.session.machine import (
+from sqlguard.session.commands import (
     Close,
     Command,
     ForwardCancel,
     OpenUpstream,
-    Phase,
     RegisterCancelKey,
-    Session,
     ToClient,
     ToServer,
 )
+from sqlguard.session.machine import Phase, Session
 from sqlguard.wire.errors import ADMIN_SHUTDOWN, fatal
 
 if TYPE_CHECKING:

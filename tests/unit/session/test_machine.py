@@ -7,16 +7,15 @@ import re
 import pytest
 
 from sqlguard.policy.model import Action, Decision, Identity
-from sqlguard.session.machine import (
+from sqlguard.session.commands import (
     Close,
     ForwardCancel,
     OpenUpstream,
-    Phase,
     RegisterCancelKey,
-    Session,
     ToClient,
     ToServer,
 )
+from sqlguard.session.machine import Phase, Session
 from sqlguard.wire import messages as m
 from sqlguard.wire.errors import decode_fields
 from sqlguard.wire.framing import Frame, FrameScanner

@@ -1,0 +1,50 @@
+"""What the session asks its shell to do; the shell carries these out and nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlguard.policy.model import Identity
+
+
+@dataclass(frozen=True, slots=True)
+class ToClient:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ToServer:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpstream:
+    """Connect to the upstream and send `startup` as the first bytes."""
+
+    startup: bytes
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardCancel:
+    """A CancelRequest for the backend a client saw as (pid, key)."""
+
+    pid: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterCancelKey:
+    pid: int
+    client_key: bytes
+    upstream_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Flush what is queued, then close both sides."""
+
+    reason: str
+
+
+Command = ToClient | ToServer | OpenUpstream | ForwardCancel | RegisterCancelKey | Close

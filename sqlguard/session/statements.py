@@ -1,0 +1,70 @@
+"""Protocol-level prepared statements and portals, as the client named them.
+
+Bind and Execute name a statement or portal, never SQL (PROTOCOL-NOTES §1.10): the verdict
+for them comes from the Parse that created the statement, remembered here, so a Bind costs
+no parsing; after a rule reload the remembered text is judged again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlguard.policy.model import Decision
+
+
+@dataclass(slots=True)
+class _Prepared:
+    text: bytes
+    decision: Decision
+    rules_version: str
+
+
+class PreparedStatements:
+    """Verdicts per statement name and the refused portals of the current transaction."""
+
+    def __init__(self, judge: Callable[[bytes], Decision], rules_version: Callable[[], str]):
+        self._judge = judge
+        self._rules_version = rules_version
+        self._statements: dict[bytes, _Prepared] = {}
+        self._refused_portals: dict[bytes, Decision] = {}
+
+    def parsed(self, name: bytes, text: bytes) -> Decision:
+        """Judge a Parse; the unnamed statement '' is replaced by each unnamed Parse."""
+        decision = self._judge(text)
+        self._statements[name] = _Prepared(text, decision, self._rules_version())
+        return decision
+
+    def statement(self, name: bytes) -> Decision | None:
+        """The verdict for a statement name, or None for one we never saw parsed
+        (created by SQL-level PREPARE, which was judged as SQL, or not existing at all)."""
+        prepared = self._statements.get(name)
+        if prepared is None:
+            return None
+        version = self._rules_version()
+        if prepared.rules_version != version:
+            prepared.decision = self._judge(prepared.text)
+            prepared.rules_version = version
+        return prepared.decision
+
+    def bound(self, portal: bytes, statement: bytes) -> Decision | None:
+        """A Bind: the portal inherits a refused statement's verdict."""
+        decision = self.statement(statement)
+        if decision is not None and decision.refused:
+            self._refused_portals[portal] = decision
+            return decision
+        self._refused_portals.pop(portal, None)
+        return None
+
+    def portal(self, name: bytes) -> Decision | None:
+        return self._refused_portals.get(name)
+
+    def closed(self, target: int, name: bytes) -> None:
+        if target == ord("S"):
+            self._statements.pop(name, None)
+        else:
+            self._refused_portals.pop(name, None)
+
+    def transaction_ended(self) -> None:
+        """Protocol-level portals live until the end of their transaction."""
+        self._refused_portals.clear()
