@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from functools import partial
+
 import click
 
 from sqlguard.config import Settings, Upstream
@@ -46,16 +49,18 @@ def run_demo(port: int) -> None:
             log_level="WARNING",
         )
         try:
-            run(settings, ready=_announce)
+            run(settings, ready=partial(_announce, cluster))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on port {port}: {exc}; try --port") from exc
 
 
-def _announce(sidecar: Sidecar) -> None:
+def _announce(cluster: PostgresCluster, sidecar: Sidecar) -> None:
     dsn = f"postgresql://{DEMO_USER}@127.0.0.1:{sidecar.port}/{DEMO_DB}"
+    psql = shutil.which("psql") or cluster.bin("psql")  # the embedded server ships its psql
     click.echo(
-        f"\nsqlguard demo: PostgreSQL {sidecar.settings.upstream.address} behind the sidecar.\n"
+        f"\nsqlguard demo: PostgreSQL {cluster.version} on {sidecar.settings.upstream.address} "
+        f"(data in {cluster.directory}) behind the sidecar.\n"
         f"rules: {sidecar.settings.rules_dir} (version {sidecar.firewall.rules_version()})\n\n"
-        f"Connect with:\n  psql {dsn}\n\nThen try:{TRY_THESE}\nPress Ctrl-C to stop "
+        f"Connect with:\n  {psql} {dsn}\n\nThen try:{TRY_THESE}\nPress Ctrl-C to stop "
         "(the demo database is thrown away)."
     )

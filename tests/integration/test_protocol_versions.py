@@ -10,8 +10,9 @@ import time
 import psycopg
 import pytest
 
-from sqlguard.testing import Database
-from sqlguard.testing.sidecar import SidecarProcess
+from sqlguard.config import DEFAULT_RULES_DIR
+from sqlguard.testing import Database, PostgresCluster
+from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
 from sqlguard.wire import messages as m
 
 pytestmark = pytest.mark.integration
@@ -78,3 +79,21 @@ def test_backend_pid_is_the_real_one(proxied_dsn: str, pg_db: Database) -> None:
     with psycopg.connect(proxied_dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         assert row == (conn.info.backend_pid,)
+
+
+def test_postgres18_protocol_3_2_with_long_cancel_keys(pg18_cluster: PostgresCluster) -> None:
+    """Against PostgreSQL 18 a 3.2 client gets 32-byte keys; cancel still reaches its backend."""
+    db = pg18_cluster.create_database("proto32")
+    with SidecarProcess(passthrough_upstream(db), DEFAULT_RULES_DIR) as sidecar:
+        packet = m.StartupMessage(3, 2, {"user": "postgres", "database": db.dbname})
+        found = handshake(sidecar, packet)
+        assert b"v" not in [kind for kind, _ in found]
+        key = next(body for kind, body in found if kind == b"K")
+        assert len(key) == 4 + 32
+        conninfo = f"{sidecar.dsn(dbname=db.dbname)}?max_protocol_version=3.2"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            timer = threading.Timer(0.5, conn.cancel_safe)
+            timer.start()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(30)")
+            assert conn.execute("SHOW server_version_num").fetchone()[0] >= "180000"
