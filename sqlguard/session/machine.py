@@ -29,6 +29,7 @@ from sqlguard.session.startup import ProtocolNegotiation, check_startup_params
 from sqlguard.session.statements import PreparedStatements
 from sqlguard.wire import messages as m
 from sqlguard.wire.errors import (
+    ADMIN_SHUTDOWN,
     CONNECTION_FAILURE,
     FEATURE_NOT_SUPPORTED,
     PROTOCOL_VIOLATION,
@@ -291,6 +292,20 @@ class Session:
         return m.negotiate_protocol_version(negotiation.minor, negotiation.unsupported)
 
     # ---- closing ----------------------------------------------------------------------
+
+    def shutdown(self) -> list[Command]:
+        """The sidecar is stopping: end the session as PostgreSQL's fast shutdown does.
+
+        The FATAL goes out only between two server messages: inside a half-forwarded DataRow
+        it would corrupt the client's stream, so then the client just sees the socket close.
+        """
+        if self.phase is Phase.CLOSED:
+            return []
+        commands: list[Command] = [ToServer(m.TERMINATE)] if self.phase is Phase.READY else []
+        if self._server.at_boundary:
+            error = fatal(ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+            commands.append(ToClient(error))
+        return [*commands, self._close("sidecar shutting down")]
 
     def client_closed(self) -> list[Command]:
         if self.phase is Phase.CLOSED:

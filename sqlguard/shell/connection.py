@@ -22,7 +22,6 @@ from sqlguard.session.commands import (
     ToServer,
 )
 from sqlguard.session.machine import Phase, Session
-from sqlguard.wire.errors import ADMIN_SHUTDOWN, fatal
 
 if TYPE_CHECKING:
     from sqlguard.shell.server import Sidecar
@@ -153,14 +152,9 @@ class ClientConnection(asyncio.Protocol):
         self._release()
 
     def shutdown(self) -> None:
-        """The sidecar is stopping: tell the client as PostgreSQL would, then close."""
-        if self._client is not None and not self._client.is_closing():
-            self._client.write(
-                fatal(ADMIN_SHUTDOWN, "terminating connection due to administrator command")
-            )
+        """The sidecar is stopping."""
         if self.session is not None:
-            self.session.phase = Phase.CLOSED
-        self._close("sidecar shutting down")
+            self._run(self.session.shutdown())
 
     def _release(self) -> None:
         for pid, key in self._cancel_keys:

@@ -94,6 +94,11 @@ class FrameScanner:
         """Bytes held back waiting for the rest of an inspected message or a header."""
         return len(self._buf)
 
+    @property
+    def at_boundary(self) -> bool:
+        """True when everything passed on so far ends with a whole message."""
+        return not self._skip and not self._buf
+
     def feed(self, data: bytes) -> list[bytes | Frame]:
         out: list[bytes | Frame] = []
         buf = self._buf + data if self._buf else data

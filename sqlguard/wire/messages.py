@@ -170,6 +170,8 @@ def negotiate_protocol_version(minor: int, unsupported: list[str]) -> bytes:
 
 def decode_negotiate(body: bytes) -> tuple[int, list[str]]:
     """NegotiateProtocolVersion ('v'): (the server's newest minor version, ignored options)."""
+    if len(body) < 8:
+        raise MalformedMessage("NegotiateProtocolVersion too short")
     (version, count) = _INT32_INT32.unpack_from(body)
     minor = version & 0xFFFF
     names, pos = [], 8

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sqlguard.policy.model import Action, Decision, Identity
 from sqlguard.session.commands import (
@@ -221,3 +223,53 @@ def test_client_loss_terminates_upstream() -> None:
     session = ready_session()
     commands = session.client_closed()
     assert sent(commands, ToServer) == m.TERMINATE
+
+
+def test_shutdown_tells_the_client_between_messages_only() -> None:
+    session = ready_session()
+    commands = session.shutdown()
+    assert sent(commands, ToServer) == m.TERMINATE
+    assert decode_fields(messages(sent(commands, ToClient))[0].body)["C"] == "57P01"
+    mid_row = ready_session()
+    mid_row.receive_server(m.message(b"D", b"\0\1" + b"\0\0\0\x10" + b"x" * 16)[:12])
+    assert sent(mid_row.shutdown(), ToClient) == b""
+
+
+def test_gssenc_then_ssl_then_startup() -> None:
+    session = Session(judge, lambda: "v1")
+    gssenc = b"\x00\x00\x00\x08\x04\xd2\x16\x30"
+    ssl = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+    assert session.receive_client(gssenc) == [ToClient(b"N")]
+    assert session.receive_client(ssl) == [ToClient(b"N")]
+    assert isinstance(session.receive_client(startup())[0], OpenUpstream)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=20))
+def test_random_client_bytes_never_crash_a_ready_session(chunks: list[bytes]) -> None:
+    session = ready_session()
+    for chunk in chunks:
+        for command in session.receive_client(chunk):
+            assert isinstance(command, ToServer | ToClient | Close)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=20))
+def test_random_server_bytes_never_crash_a_session(chunks: list[bytes]) -> None:
+    session = ready_session()
+    for chunk in chunks:
+        session.receive_server(chunk)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_startup_bytes_never_crash(data: bytes) -> None:
+    Session(judge, lambda: "v1").receive_client(data)
+
+
+@pytest.mark.parametrize("kind", [b"v", b"K", b"E", b"Z"])
+def test_truncated_server_messages_are_reported_not_raised(kind: bytes) -> None:
+    session = Session(judge, lambda: "v1")
+    session.receive_client(startup())
+    commands = session.receive_server(m.message(kind, b"\0"))
+    assert all(isinstance(c, ToClient | Close | RegisterCancelKey) for c in commands)
