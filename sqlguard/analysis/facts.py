@@ -65,6 +65,15 @@ class StatementFacts:
     unscoped: frozenset[Kind] = frozenset()
     functions: frozenset[str] = frozenset()
     reason: str | None = None
+    commands: frozenset[str] = frozenset()
+    """PostgreSQL command names of the statement and of everything nested in it, upper case,
+    e.g. "SELECT", "DROP TABLE", "ALTER TABLE", "ALTER TABLE DROP COLUMN", "VACUUM FULL"."""
+    columns: frozenset[str] = frozenset()
+    """Column names referenced anywhere in the statement, folded like identifiers."""
+    settings: frozenset[str] = frozenset()
+    """Settings the statement changes: "name=value" (value lower case) or "name" alone."""
+    copy_endpoints: frozenset[str] = frozenset()
+    """Where COPY reads or writes: "stdin", "stdout", "program", "file"."""
 
     @classmethod
     def unknown(cls, text: str, reason: str) -> StatementFacts:
