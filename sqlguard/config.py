@@ -47,6 +47,8 @@ class Settings:
     # Largest client message sqlguard reads whole (Query, Parse, Bind); PostgreSQL allows 1 GB.
     max_message_bytes: int = 64 * 1024 * 1024
     connect_timeout: float = 10.0
+    # Seconds between checks of the rules directory for changed files (0 turns it off).
+    rules_poll_interval: float = 1.0
     log_level: str = "INFO"
 
 
@@ -116,8 +118,9 @@ def _build(values: dict[str, Any]) -> Settings:
     for name in ("listen_port", "max_message_bytes"):
         if name in values:
             kwargs[name] = _positive_int(values.pop(name), name)
-    if "connect_timeout" in values:
-        kwargs["connect_timeout"] = float(values.pop("connect_timeout"))
+    for name in ("connect_timeout", "rules_poll_interval"):
+        if name in values:
+            kwargs[name] = _number(values.pop(name), name)
     kwargs.update(values)
     return Settings(**kwargs)
 
@@ -143,6 +146,16 @@ def _positive_int(value: Any, name: str) -> int:
         raise ConfigError(f"{name} must be a whole number, not {value!r}") from exc
     if number <= 0:
         raise ConfigError(f"{name} must be positive, not {number}")
+    return number
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from exc
+    if number < 0:
+        raise ConfigError(f"{name} must not be negative, not {number}")
     return number
 
 

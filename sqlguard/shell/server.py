@@ -13,6 +13,7 @@ from sqlguard.firewall import Firewall
 from sqlguard.policy.loader import RuleError, load_rules
 from sqlguard.session.cancel import CancelRegistry
 from sqlguard.shell.connection import ClientConnection
+from sqlguard.shell.reload import watch_rules
 from sqlguard.wire.messages import CancelRequest
 
 log = logging.getLogger("sqlguard")
@@ -119,6 +120,10 @@ async def serve(settings: Settings, ready: Callable[[Sidecar], None] | None = No
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, sidecar.reload_rules)
+    if settings.rules_poll_interval > 0:
+        sidecar.spawn(
+            watch_rules(settings.rules_dir, sidecar.reload_rules, settings.rules_poll_interval)
+        )
     if ready is not None:
         ready(sidecar)
     try:

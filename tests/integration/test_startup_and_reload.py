@@ -91,3 +91,19 @@ def test_broken_rules_at_start_fail_with_a_clear_message(tmp_path: Path, pg_db: 
     sidecar = SidecarProcess(passthrough_upstream(pg_db), tmp_path)
     with pytest.raises(RuntimeError, match=r"bad\.yaml"):
         sidecar.start(timeout=10)
+
+
+def test_changed_rule_file_is_picked_up_without_a_signal(
+    own_rules: tuple[SidecarProcess, Path], pg_db: Database
+) -> None:
+    sidecar, rules = own_rules
+    (rules / "no-values.yaml").write_text(
+        "rules:\n  - id: no-pg-sleep\n    match: {kinds: [select]}\n    action: deny\n"
+        "    message: Not today.\n"
+    )
+    wait_for_log(sidecar, "rules reloaded")
+    with (
+        psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-pg-sleep"),
+    ):
+        conn.execute("SELECT 1")
