@@ -101,9 +101,17 @@ def _startup_params(body: bytes) -> dict[str, str]:
 
 
 def decode_query(body: bytes) -> bytes:
-    """Query ('Q'): the statement text without its terminating NUL."""
-    text, _ = cstring(body, 0)
-    return text
+    """Query ('Q'): the whole text before the terminating NUL, including any earlier NUL.
+
+    PostgreSQL reads the text only up to the first NUL and then rejects a message with bytes
+    left over; judging all of it lets the firewall refuse such a message itself.
+
+    >>> decode_query(b"select 1\\0 or true\\0")
+    b'select 1\\x00 or true'
+    """
+    if not body.endswith(b"\0"):
+        raise MalformedMessage("Query text is not NUL-terminated")
+    return body[:-1]
 
 
 def decode_parse(body: bytes) -> tuple[bytes, bytes]:

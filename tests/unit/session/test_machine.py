@@ -273,3 +273,17 @@ def test_truncated_server_messages_are_reported_not_raised(kind: bytes) -> None:
     session.receive_client(startup())
     commands = session.receive_server(m.message(kind, b"\0"))
     assert all(isinstance(c, ToClient | Close | RegisterCancelKey) for c in commands)
+
+
+def test_query_with_embedded_nul_is_judged_whole() -> None:
+    seen: list[bytes] = []
+
+    def recording_judge(text: bytes, identity: Identity) -> Decision:
+        seen.append(text)
+        return ALLOW
+
+    session = Session(recording_judge, lambda: "v1")
+    session.receive_client(startup())
+    session.receive_server(m.ready_for_query(b"I"))
+    session.receive_client(m.message(b"Q", b"DELETE FROM t WHERE id = 1\0 OR true\0"))
+    assert seen == [b"DELETE FROM t WHERE id = 1\0 OR true"]
