@@ -31,7 +31,8 @@ TEMPLATES: list[Callable[[int], str]] = [
     ),
     lambda n: (
         "SELECT o.id, o.total, c.name FROM orders o JOIN customers c ON c.id = o.customer_id "
-        f"WHERE o.placed_at > now() - interval '{n % 30} days' AND c.id = {n} ORDER BY o.id LIMIT 50"
+        f"WHERE o.placed_at > now() - interval '{n % 30} days' AND c.id = {n} "
+        "ORDER BY o.id LIMIT 50"
     ),
     lambda n: f"DELETE FROM sessions WHERE user_id = {n} AND expires_at < now()",
     lambda n: "BEGIN",

@@ -1,14 +1,19 @@
 """Analysis plus policy: the verdict for one message text, as the session asks for it.
 
-Analysis depends only on the text, so its result is cached by the exact bytes; the
-policy (cheap) is evaluated every time because it depends on who is asking and on the
-rule set, which can be swapped atomically while connections are live.
+Two bounded caches sit in front of the work. Facts depend only on the text, so they are
+shared by everyone. Decisions depend on the text, the identity and the rules: they are
+keyed by (text, identity), and the whole decision cache is dropped in the same step that
+swaps the rule set, so a reload can never serve a decision made under the old rules.
+Rules with time windows make decisions depend on the clock too; then only facts are cached.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
@@ -21,14 +26,48 @@ log = logging.getLogger("sqlguard.decisions")
 # Texts longer than this are analysed every time: caching them could pin a lot of memory.
 _CACHEABLE_TEXT = 8 * 1024
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A least-recently-used map with a fixed number of entries.
+
+    >>> cache = BoundedCache[str, int](2)
+    >>> cache.get_or_make("a", len), cache.get_or_make("a", lambda k: 0)
+    (1, 1)
+    """
+
+    def __init__(self, size: int) -> None:
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_make(self, key: K, make: Callable[[K], V]) -> V:
+        try:
+            value = self._entries[key]
+        except KeyError:
+            self.misses += 1
+            value = self._entries[key] = make(key)
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+            return value
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
 
 class Firewall:
     """Judges statement texts for an identity under the current rule set."""
 
     def __init__(self, rules: RuleSet, cache_size: int = 4096) -> None:
         self._rules = rules
-        self._cache: OrderedDict[bytes, tuple[StatementFacts, ...]] = OrderedDict()
-        self._cache_size = cache_size
+        self._facts = BoundedCache[bytes, tuple[StatementFacts, ...]](cache_size)
+        self._decisions = BoundedCache[tuple[bytes, Identity], Decision](cache_size)
 
     @property
     def rules(self) -> RuleSet:
@@ -38,33 +77,39 @@ class Firewall:
         return self._rules.version
 
     def replace_rules(self, rules: RuleSet) -> None:
-        """Swap in a new, already validated rule set (one assignment: atomic for the loop)."""
+        """Swap in a new, already validated rule set, and forget decisions made under the old."""
         self._rules = rules
+        self._decisions.clear()
 
     def judge(self, text: bytes, identity: Identity) -> Decision:
         """The one place decisions come from; every non-allow decision is logged here."""
-        decision = evaluate(self._rules, identity, self.facts(text))
-        if decision.action is not Action.allow:
-            # Rule and identity only: statement texts may hold secrets (audit comes later).
-            log.info(
-                "%s by rule %s for user=%s database=%s application=%r client=%s",
-                decision.action,
-                decision.rule_id,
-                identity.user,
-                identity.database,
-                identity.application_name,
-                identity.client_addr,
-            )
+        if self._rules.time_dependent or len(text) > _CACHEABLE_TEXT:
+            decision = self._decide((text, identity))
+        else:
+            decision = self._decisions.get_or_make((text, identity), self._decide)
+        if decision.action is not Action.allow or decision.observed:
+            _log_decision(decision, identity)
         return decision
 
     def facts(self, text: bytes) -> tuple[StatementFacts, ...]:
-        cached = self._cache.get(text)
-        if cached is not None:
-            self._cache.move_to_end(text)
-            return cached
-        facts = analyze_bytes(text)
-        if len(text) <= _CACHEABLE_TEXT:
-            self._cache[text] = facts
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return facts
+        if len(text) > _CACHEABLE_TEXT:
+            return analyze_bytes(text)
+        return self._facts.get_or_make(text, analyze_bytes)
+
+    def _decide(self, key: tuple[bytes, Identity]) -> Decision:
+        text, identity = key
+        return evaluate(self._rules, identity, self.facts(text), datetime.now(UTC))
+
+
+def _log_decision(decision: Decision, identity: Identity) -> None:
+    # Rule and identity only: statement texts may hold secrets (audit comes later).
+    log.info(
+        "%s by rule %s%s for user=%s database=%s application=%r client=%s",
+        decision.action,
+        decision.rule_id,
+        f" (observed: {', '.join(decision.observed)})" if decision.observed else "",
+        identity.user,
+        identity.database,
+        identity.application_name,
+        identity.client_addr,
+    )

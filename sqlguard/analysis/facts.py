@@ -7,7 +7,7 @@ statement has to be recorded here, in terms of PostgreSQL (folded identifiers, S
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class Kind(enum.StrEnum):
@@ -33,29 +33,38 @@ class Kind(enum.StrEnum):
     set = "set"
     show = "show"
     utility = "utility"
-    """A known command that is none of the above: VACUUM, LISTEN, EXPLAIN, PREPARE, FETCH ..."""
+    """A known command that is none of the above: VACUUM, LISTEN, EXPLAIN, PREPARE, FETCH,
+    DO, CALL, EXECUTE ... (what they run is in ``commands``)."""
     empty = "empty"
     """A message with no statement at all (only blanks, comments or semicolons).
 
     PostgreSQL answers it with EmptyQueryResponse; clients send it as a ping.
     """
     unknown = "unknown"
-    """sqlguard could not understand the statement; it is always refused (fail closed)."""
+    """sqlguard or PostgreSQL could not parse or analyse the statement, or the two read it
+    differently; it is always refused (fail closed), with ``reason`` saying why."""
 
 
 @dataclass(frozen=True, slots=True)
 class StatementFacts:
-    """The facts about one statement of a message.
+    """The facts about one statement of a message, as PostgreSQL's own grammar reads it.
 
     ``kinds`` holds the statement's own kind and every kind that runs inside it (a DELETE in a
-    CTE, under EXPLAIN ANALYZE, in a PREPARE body or a COPY query); a plain EXPLAIN only plans,
-    so its statement's kinds do not count (its tables and functions do). ``tables`` and
-    ``functions`` are named as PostgreSQL resolves them: unquoted names folded to lower case,
-    quoted names as written, schema-qualified when written so. ``unscoped`` lists the
-    UPDATE/DELETE kinds whose target rows are not restricted. ``reason`` says why a statement
-    is ``unknown``. ``text`` is the statement's source text, comments included.
+    CTE, under EXPLAIN ANALYZE, in a PREPARE body, a COPY query, a rule action or a routine
+    body); a plain EXPLAIN only plans, so its statement's kinds do not count (its tables and
+    functions do). ``tables``, ``functions`` and ``columns`` are named as PostgreSQL resolves
+    them: unquoted names folded to lower case, quoted names as written, ``U&""`` decoded,
+    truncated to 63 bytes, schema-qualified when written so ("pg_catalog.pg_read_file");
+    CTE names are not tables; SQL syntax the grammar turns into calls (CAST, EXTRACT,
+    COALESCE, current_user) is not a function. ``unscoped`` lists the UPDATE/DELETE kinds
+    (and MERGE, with the action) whose target rows are not really restricted. ``reason``
+    says why a statement is ``unknown``. ``text`` is the statement's source text, comments
+    included.
 
-    >>> StatementFacts.unknown("DO $$ $$", "DO blocks are opaque").kinds
+    An ``EXECUTE name`` of a statement PREPAREd earlier in the same message has the facts of
+    that statement; otherwise it is kinds {utility}, commands {"EXECUTE"}.
+
+    >>> StatementFacts.unknown("SELEC 1", "PostgreSQL's parser rejects it").kinds
     frozenset({<Kind.unknown: 'unknown'>})
     """
 
@@ -66,14 +75,63 @@ class StatementFacts:
     functions: frozenset[str] = frozenset()
     reason: str | None = None
     commands: frozenset[str] = frozenset()
-    """PostgreSQL command names of the statement and of everything nested in it, upper case,
-    e.g. "SELECT", "DROP TABLE", "ALTER TABLE", "ALTER TABLE DROP COLUMN", "VACUUM FULL"."""
+    """PostgreSQL command names of the statement and of everything that runs in it, upper
+    case (rules glob-match them, case-insensitively). The vocabulary is PostgreSQL's command
+    tags (utility.c ``CreateCommandTag``), from its parse tree:
+
+    * DML: SELECT, INSERT, UPDATE, DELETE, MERGE, COPY, TRUNCATE, "SELECT INTO" (with
+      SELECT); VALUES and TABLE are SELECT; INSERT's VALUES list is not a SELECT.
+    * "DROP <object>" for every object type: DROP TABLE, DROP VIEW, DROP MATERIALIZED VIEW,
+      DROP INDEX, DROP SCHEMA, DROP FUNCTION, DROP TRIGGER, DROP POLICY, DROP EXTENSION ...
+      and DROP DATABASE, DROP ROLE, DROP OWNED, DROP TABLESPACE.
+    * "CREATE <object>": CREATE TABLE, CREATE TABLE AS, CREATE MATERIALIZED VIEW, CREATE
+      VIEW, CREATE INDEX, CREATE FUNCTION, CREATE PROCEDURE, CREATE RULE, CREATE TRIGGER,
+      CREATE CONSTRAINT TRIGGER (with CREATE TRIGGER), CREATE EVENT TRIGGER, CREATE POLICY,
+      CREATE EXTENSION, CREATE LANGUAGE, CREATE ROLE (also for USER and GROUP), CREATE
+      SCHEMA, CREATE TYPE ...; "CREATE FUNCTION SECURITY DEFINER" when it makes one.
+    * "ALTER <object>": ALTER TABLE, ALTER INDEX, ALTER SEQUENCE, ALTER FUNCTION, ALTER
+      ROLE, ALTER DATABASE, ALTER SYSTEM, ALTER DEFAULT PRIVILEGES (with GRANT or REVOKE)
+      ... plus one "ALTER <object> <action>" per ALTER TABLE action: ADD COLUMN, DROP
+      COLUMN, ALTER COLUMN TYPE, ALTER COLUMN SET DEFAULT, DROP DEFAULT, SET NOT NULL, DROP
+      NOT NULL, ADD CONSTRAINT, DROP CONSTRAINT, DETACH PARTITION, ATTACH PARTITION,
+      DISABLE TRIGGER, ENABLE TRIGGER, ENABLE/DISABLE/FORCE/NO FORCE ROW LEVEL SECURITY,
+      OWNER TO, SET TABLESPACE ... (others: the subcommand's name in words); "<ALTER
+      object> RENAME", "... RENAME COLUMN", "... RENAME CONSTRAINT"; "<ALTER object> OWNER
+      TO" and "<ALTER object> SET SCHEMA" for any object; "ALTER FUNCTION SECURITY DEFINER".
+    * GRANT, REVOKE, "GRANT ROLE"/"REVOKE ROLE" (role membership, with GRANT/REVOKE),
+      REASSIGN OWNED.
+    * SET, RESET, SHOW, with SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION, RESET SESSION
+      AUTHORIZATION, SET TRANSACTION, SET SESSION CHARACTERISTICS, SET NAMES; SET
+      CONSTRAINTS; DISCARD with DISCARD ALL / DISCARD PLANS / DISCARD TEMP / DISCARD
+      SEQUENCES.
+    * BEGIN, START TRANSACTION, COMMIT (and END as written), ROLLBACK (and ABORT),
+      SAVEPOINT, RELEASE, ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION, COMMIT PREPARED,
+      ROLLBACK PREPARED.
+    * EXPLAIN (and EXPLAIN ANALYZE when it runs the statement), PREPARE, EXECUTE,
+      DEALLOCATE (and DEALLOCATE ALL), DECLARE CURSOR, FETCH, MOVE, CLOSE, DO, CALL, LOAD,
+      LISTEN, UNLISTEN, NOTIFY, VACUUM (and VACUUM FULL), ANALYZE, CLUSTER, REINDEX, LOCK
+      TABLE, CHECKPOINT, REFRESH MATERIALIZED VIEW, COMMENT, SECURITY LABEL, IMPORT FOREIGN
+      SCHEMA.
+    """
     columns: frozenset[str] = frozenset()
-    """Column names referenced anywhere in the statement, folded like identifiers."""
+    """Column names referenced anywhere (unqualified, folded like identifiers): column
+    references, INSERT column lists, the SET targets of UPDATE / ON CONFLICT / MERGE, and
+    columns DDL names (ADD/DROP/ALTER COLUMN, RENAME COLUMN, CREATE TABLE, CREATE INDEX,
+    COPY's column list). Aliases are not columns."""
     settings: frozenset[str] = frozenset()
-    """Settings the statement changes: "name=value" (value lower case) or "name" alone."""
+    """Settings (GUCs) the statement changes, lower case: "name=value" with the value as
+    PostgreSQL receives it, unquoted, several values joined by "," ("search_path=app,public");
+    "name" alone when no value is given (RESET x, SET x TO DEFAULT, SET ROLE DEFAULT); "all"
+    for RESET ALL (DISCARD ALL: "all", "role", "session_authorization"); "*" for a name that
+    is not a literal, "name=*" for a value that is not. Sources: SET [LOCAL|SESSION], RESET,
+    SET ROLE ("role=x"), SET SESSION AUTHORIZATION ("session_authorization=x"), SET NAMES
+    ("client_encoding=x"), SET TIME ZONE ("timezone=x"), SET TRANSACTION
+    ("transaction_isolation=serializable", "transaction_read_only=1"), ALTER SYSTEM, ALTER
+    DATABASE|ROLE ... SET/RESET, set_config() calls anywhere, UPDATE pg_settings. SHOW and
+    current_setting() change nothing."""
     copy_endpoints: frozenset[str] = frozenset()
-    """Where COPY reads or writes: "stdin", "stdout", "program", "file"."""
+    """Where COPY reads or writes: "stdin", "stdout" (the client), "program", "file" (the
+    server's)."""
 
     @classmethod
     def unknown(cls, text: str, reason: str) -> StatementFacts:
@@ -93,10 +151,11 @@ class StatementFacts:
         """
         if self.is_unknown:
             return StatementFacts.unknown(text, self.reason or "the inner statement is unknown")
-        return StatementFacts(
+        return replace(
+            self,
             text=text,
             kinds=frozenset({kind}) | (self.kinds if runs_inner else frozenset()),
-            tables=self.tables,
             unscoped=self.unscoped if runs_inner else frozenset(),
-            functions=self.functions,
+            commands=self.commands if runs_inner else frozenset(),
+            settings=self.settings if runs_inner else frozenset(),
         )

@@ -1,59 +1,135 @@
-"""From one statement's tokens to its facts: dispatch on the command keyword.
+"""One statement's facts: PostgreSQL's reading, cross-checked with sqlglot's.
 
-PostgreSQL knows the command from its first keyword, and so do we. sqlglot parses the
-commands whose parts matter (queries, DML, DDL); commands that hold another statement
-(EXPLAIN, PREPARE, DECLARE, COPY (query)) are unwrapped here because sqlglot falls back to
-``exp.Command`` for them; commands whose grammar holds no expression and no statement
-(BEGIN, SET, SHOW, LISTEN, VACUUM ...) are classified by keyword alone, which cannot hide
-anything because there is nothing in them to hide. sqlglot mistakes several of those for
-an expression (``DISCARD ALL`` parses as the column DISCARD aliased ALL), so it never sees
-them. Any other first word is unknown, and refused.
+PostgreSQL's parse tree (``pgread``) gives the kinds, command names, names, settings and
+COPY endpoints. sqlglot reads every statement that holds a query or DML (the statement
+itself, or the one EXPLAIN, PREPARE, DECLARE or COPY (...) wraps, found by our tokens) and
+judges the WHERE of each UPDATE/DELETE/MERGE; its statement class and kinds must match
+PostgreSQL's, or the statement is refused: a firewall that reads SQL differently from the
+server can be walked around. Commands whose grammar holds no query (SET, VACUUM, DO,
+CREATE FUNCTION ...) are PostgreSQL's reading alone.
+
+Where sqlglot cannot read a statement, PostgreSQL's reading stands if it settles the
+scoping by itself (no WHERE at all, or WHERE CURRENT OF); otherwise the statement is
+unknown. A DML statement inside a command sqlglot has no part in (a CREATE RULE action, a
+``BEGIN ATOMIC`` routine body) whose WHERE the grammar alone cannot judge counts as
+unscoped: fail closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sqlglot import exp
 
+from sqlguard.analysis.commands import explain_analyzes
 from sqlguard.analysis.facts import Kind, StatementFacts
-from sqlguard.analysis.lexer import LexError, T, Token
-from sqlguard.analysis.split import Statement, matching_paren, qualified_name, split_commas
+from sqlguard.analysis.lexer import LexError, T
+from sqlguard.analysis.pgread import read
+from sqlguard.analysis.pgtree import Fields, Reading
+from sqlguard.analysis.postgres import PgStatement
+from sqlguard.analysis.split import Statement, matching_paren
 from sqlguard.analysis.sqlglot_parse import Unsupported, parse_tokens
 from sqlguard.analysis.tree import tree_facts
 
-Handler = Callable[[Statement], StatementFacts]
-
-_QUERY_WORDS = frozenset({"select", "values", "table", "with", "("})
-_PREPARABLE = _QUERY_WORDS | {"insert", "update", "delete", "merge"}
-_EXPLAINABLE = _PREPARABLE | {"declare", "create", "execute", "refresh"}
-_ROLE_OBJECTS = frozenset({"role", "user", "group"})
-_TRUE = frozenset({"true", "on", "1"})
-_FALSE = frozenset({"false", "off", "0"})
+Reader = Callable[[Statement, Fields], StatementFacts | None]
+"""sqlglot's reading (kinds, unscoped) of a statement; None where sqlglot has no part."""
 
 
-def statement_facts(stmt: Statement) -> StatementFacts:
-    """The facts of one statement; anything not understood becomes ``unknown``.
+class Disagreement(Unsupported):
+    """sqlglot read the statement, and not as PostgreSQL does."""
+
+
+def statement_facts(stmt: Statement, pg: PgStatement) -> tuple[StatementFacts, Reading]:
+    """The facts of one statement, and PostgreSQL's reading of it.
 
     >>> from sqlguard.analysis.split import split_statements
-    >>> sorted(statement_facts(split_statements("EXPLAIN ANALYZE DELETE FROM t")[0]).kinds)
-    [<Kind.delete: 'delete'>, <Kind.utility: 'utility'>]
+    >>> from sqlguard.analysis.postgres import parse_message
+    >>> sql = "EXPLAIN ANALYZE DELETE FROM t"
+    >>> facts, _ = statement_facts(split_statements(sql)[0], parse_message(sql)[0])
+    >>> sorted(facts.commands), sorted(facts.unscoped)
+    (['DELETE', 'EXPLAIN', 'EXPLAIN ANALYZE'], [<Kind.delete: 'delete'>])
     """
-    first = stmt.tokens[0]
-    handler = _HANDLERS.get(_leading_word(first))
-    if handler is None:
-        word = stmt.source[first.start : first.end]
-        return StatementFacts.unknown(
-            stmt.text, f"{word!r} does not start a PostgreSQL command sqlguard knows"
-        )
+    reading = read(pg.node_type, pg.fields)
+    if reading.reason is not None:
+        return StatementFacts.unknown(stmt.text, reading.reason), reading
     try:
-        return handler(stmt)
+        judged = sqlglot_reading(stmt, pg.node_type, pg.fields)
+    except Disagreement as exc:
+        return StatementFacts.unknown(stmt.text, str(exc)), reading
     except (Unsupported, LexError) as exc:
-        return StatementFacts.unknown(stmt.text, str(exc))
+        if reading.unjudged:
+            return StatementFacts.unknown(stmt.text, str(exc)), reading
+        judged = None
+    if judged is not None and judged.kinds != reading.kinds:
+        return StatementFacts.unknown(stmt.text, _disagree(judged.kinds, reading.kinds)), reading
+    unscoped = judged.unscoped if judged is not None else frozenset(reading.unjudged)
+    return _facts(stmt, reading, unscoped | reading.unwhered), reading
 
 
-def _leading_word(token: Token) -> str:
-    return "(" if token.kind is T.OP and token.sql == "(" else token.word()
+def _facts(stmt: Statement, reading: Reading, unscoped: Iterable[Kind]) -> StatementFacts:
+    return StatementFacts(
+        text=stmt.text,
+        kinds=frozenset(reading.kinds),
+        tables=frozenset(reading.tables),
+        unscoped=frozenset(unscoped),
+        functions=frozenset(reading.functions),
+        commands=frozenset(reading.commands | _spelling(stmt, reading)),
+        columns=frozenset(reading.columns),
+        settings=frozenset(reading.settings),
+        copy_endpoints=frozenset(reading.copy_endpoints),
+    )
+
+
+def _spelling(stmt: Statement, reading: Reading) -> set[str]:
+    """Spellings PostgreSQL's tree does not keep, which a rule may want to name: END and
+    ABORT (COMMIT and ROLLBACK to the server), SET NAMES (SET client_encoding), CREATE
+    LANGUAGE (CREATE EXTENSION, when it names no handler)."""
+    words = [token.word() for token in stmt.tokens[:5]]
+    if words[0] in ("end", "abort") and Kind.transaction in reading.kinds:
+        return {words[0].upper()}
+    if words[0] == "set" and "names" in words[1:3] and "client_encoding" in _names(reading):
+        return {"SET NAMES"}
+    if "language" in words and reading.commands & {"CREATE EXTENSION", "CREATE LANGUAGE"}:
+        return {"CREATE LANGUAGE"}
+    return set()
+
+
+def _names(reading: Reading) -> set[str]:
+    return {setting.split("=", 1)[0] for setting in reading.settings}
+
+
+def _disagree(ours: frozenset[Kind], theirs: set[Kind]) -> str:
+    def names(kinds: frozenset[Kind] | set[Kind]) -> str:
+        return ", ".join(sorted(kind.upper() for kind in kinds)) or "nothing"
+
+    return (
+        f"sqlguard's reading ({names(ours)}) and PostgreSQL's ({names(theirs)}) disagree; "
+        "refusing rather than guessing"
+    )
+
+
+def sqlglot_reading(stmt: Statement, node_type: str, fields: Fields) -> StatementFacts | None:
+    """sqlglot's reading of a statement PostgreSQL read as ``node_type``."""
+    reader = _READERS.get(node_type)
+    return reader(stmt, fields) if reader is not None else None
+
+
+def _parsed(*roots: type[exp.Expr]) -> Reader:
+    """Parse with sqlglot and insist on the statement class PostgreSQL's node promises."""
+
+    def reading(stmt: Statement, fields: Fields) -> StatementFacts:
+        tree = parse_tokens(stmt.tokens)
+        if isinstance(tree, exp.Command):
+            raise Unsupported(f"sqlguard's SQL parser does not support this form of {tree.name}")
+        if not isinstance(tree, roots):
+            expected = roots[0].__name__.upper()
+            raise Disagreement(
+                f"sqlguard's reading ({tree.key.upper()}) and PostgreSQL's ({expected}) "
+                "disagree; refusing rather than guessing"
+            )
+        return tree_facts(stmt.text, tree)
+
+    return reading
 
 
 def _word(stmt: Statement, index: int) -> str:
@@ -62,235 +138,70 @@ def _word(stmt: Statement, index: int) -> str:
 
 def _opens(stmt: Statement, index: int) -> bool:
     """Is token ``index`` an opening parenthesis?"""
-    return index < len(stmt.tokens) and _leading_word(stmt.tokens[index]) == "("
-
-
-def _parsed(*roots: type[exp.Expr]) -> Handler:
-    """Parse with sqlglot and insist on the statement class the keyword promises."""
-
-    def handle(stmt: Statement) -> StatementFacts:
-        tree = parse_tokens(stmt.tokens)
-        command = stmt.tokens[0].sql.upper()
-        if isinstance(tree, exp.Command):
-            raise Unsupported(f"sqlguard's SQL parser does not support this form of {command}")
-        if not isinstance(tree, roots):
-            raise Unsupported(f"sqlguard's SQL parser read this {command} as {tree.key.upper()}")
-        return tree_facts(stmt.text, tree)
-
-    return handle
-
-
-def _parsed_or_keyword(kinds: frozenset[Kind], *roots: type[exp.Expr]) -> Handler:
-    """For commands whose grammar holds only names (DROP, TRUNCATE, GRANT, REVOKE):
-    sqlglot when it can, to learn the tables; the keyword is enough when it cannot."""
-    parse = _parsed(*roots)
-
-    def handle(stmt: Statement) -> StatementFacts:
-        try:
-            return parse(stmt)
-        except Unsupported:
-            return StatementFacts(stmt.text, kinds)
-
-    return handle
-
-
-def _keyword(*kinds: Kind) -> Handler:
-    return lambda stmt: StatementFacts(stmt.text, frozenset(kinds))
-
-
-def _role_or(verb: Kind, handler: Handler) -> Handler:
-    """CREATE/ALTER/DROP ROLE|USER|GROUP change privileges; sqlglot has no model of them."""
-
-    def handle(stmt: Statement) -> StatementFacts:
-        second = _word(stmt, 1)
-        if second in _ROLE_OBJECTS or (verb is Kind.drop and second == "owned"):
-            return StatementFacts(stmt.text, frozenset({verb, Kind.role}))
-        if verb is Kind.alter and second == "default":
-            words = {token.word() for token in stmt.tokens}
-            return StatementFacts(stmt.text, frozenset({verb, _grant_kind(words)}))
-        return handler(stmt)
-
-    return handle
-
-
-def _grant_kind(words: set[str]) -> Kind:
-    return Kind.grant if "grant" in words else Kind.revoke
-
-
-def _set(stmt: Statement) -> StatementFacts:
-    """SET/RESET: who-am-I settings (role, session authorization) are ``session``."""
-    words = [_setting_word(token) for token in stmt.tokens[1:5]]
-    if words[:1] in (["local"], ["session"]) and words[1:2] not in (
-        ["authorization"],
-        ["characteristics"],
-    ):
-        words = words[1:]
-    identity = (words[:1] in (["role"], ["session_authorization"]) and words[1:2] != ["."]) or (
-        words[:2] == ["session", "authorization"]
-    )
-    return StatementFacts(stmt.text, frozenset({Kind.session if identity else Kind.set}))
-
-
-def _setting_word(token: Token) -> str:
-    """Setting names are case-insensitive even when quoted: SET "ROLE" is SET ROLE."""
-    return token.value.lower() if token.kind in (T.IDENT, T.QIDENT) else token.sql
-
-
-def _discard(stmt: Statement) -> StatementFacts:
-    """DISCARD ALL also resets the session's role (RESET ALL does not: GUC_NO_RESET_ALL)."""
-    kind = Kind.session if _word(stmt, 1) == "all" else Kind.utility
-    return StatementFacts(stmt.text, frozenset({kind}))
+    token = stmt.tokens[index] if index < len(stmt.tokens) else None
+    return token is not None and token.kind is T.OP and token.sql == "("
 
 
 def _inner(
-    stmt: Statement, first: int, allowed: frozenset[str], what: str, stop: int | None = None
-) -> StatementFacts:
-    """The facts of the statement a wrapper holds, if PostgreSQL's grammar allows it there."""
+    stmt: Statement, first: int, fields: Fields, stop: int | None = None
+) -> StatementFacts | None:
+    """sqlglot's reading of the statement a wrapper holds (PostgreSQL's ``query``)."""
     inner = stmt.part(first, stop)
     if not inner.tokens:
-        raise Unsupported(f"{what} without a statement")
-    if _leading_word(inner.tokens[0]) not in allowed:
-        raise Unsupported(f"PostgreSQL does not accept {inner.tokens[0].sql.upper()} in {what}")
-    return statement_facts(inner)
+        raise Unsupported("sqlguard could not find the statement inside")
+    ((node_type, query),) = fields["query"].items()
+    return sqlglot_reading(inner, node_type, query)
 
 
-def _explain(stmt: Statement) -> StatementFacts:
-    """EXPLAIN only plans; EXPLAIN ANALYZE also runs the statement, so its kinds count."""
-    index, analyze = 1, False
+def _explain(stmt: Statement, fields: Fields) -> StatementFacts | None:
+    """EXPLAIN [(options) | ANALYZE VERBOSE] statement; only with ANALYZE does it run."""
+    index = 1
     if _opens(stmt, 1):
-        close = matching_paren(stmt.tokens, 1)
-        analyze = _explain_analyze(stmt.tokens[2:close])
-        index = close + 1
-    else:
-        while _word(stmt, index) in ("analyze", "analyse", "verbose"):
-            analyze = analyze or _word(stmt, index) != "verbose"
-            index += 1
-    inner = _inner(stmt, index, _EXPLAINABLE, "EXPLAIN")
-    return inner.wrapping(stmt.text, Kind.utility, runs_inner=analyze)
+        index = matching_paren(stmt.tokens, 1) + 1
+    while _word(stmt, index) in ("analyze", "analyse", "verbose"):
+        index += 1
+    inner = _inner(stmt, index, fields)
+    runs = explain_analyzes(fields)
+    return inner.wrapping(stmt.text, Kind.utility, runs_inner=runs) if inner else None
 
 
-def _explain_analyze(options: list[Token]) -> bool:
-    """Is ANALYZE on in an EXPLAIN option list? Values as PostgreSQL's defGetBoolean."""
-    analyze = False
-    for option in split_commas(options):
-        if option and option[0].word() in ("analyze", "analyse"):
-            value = option[1].value.lower() if len(option) == 2 else "true"
-            if len(option) > 2 or value not in _TRUE | _FALSE:
-                raise Unsupported("EXPLAIN's ANALYZE option needs a Boolean value")
-            analyze = analyze or value in _TRUE
-    return analyze
-
-
-def _prepare(stmt: Statement) -> StatementFacts:
-    """PREPARE name [(types)] AS statement; PREPARE TRANSACTION is two-phase commit."""
-    if _word(stmt, 1) == "transaction":
-        return StatementFacts(stmt.text, frozenset({Kind.transaction}))
+def _prepare(stmt: Statement, fields: Fields) -> StatementFacts | None:
+    """PREPARE name [(types)] AS statement."""
     index = 2
     if _opens(stmt, index):
         index = matching_paren(stmt.tokens, index) + 1
     if _word(stmt, index) != "as":
-        raise Unsupported("PREPARE needs: PREPARE name [(types)] AS statement")
-    inner = _inner(stmt, index + 1, _PREPARABLE, "PREPARE")
-    return inner.wrapping(stmt.text, Kind.utility)
+        raise Unsupported("sqlguard could not find AS in this PREPARE")
+    inner = _inner(stmt, index + 1, fields)
+    return inner.wrapping(stmt.text, Kind.utility) if inner else None
 
 
-def _declare(stmt: Statement) -> StatementFacts:
+def _declare(stmt: Statement, fields: Fields) -> StatementFacts | None:
     """DECLARE name [options] CURSOR [WITH|WITHOUT HOLD] FOR query."""
     words = [token.word() for token in stmt.tokens]
     cursor = words.index("cursor") if "cursor" in words else len(words)
     if "for" not in words[cursor:]:
-        raise Unsupported("DECLARE needs: DECLARE name CURSOR FOR query")
-    index = words.index("for", cursor)
-    return _inner(stmt, index + 1, _QUERY_WORDS, "DECLARE").wrapping(stmt.text, Kind.utility)
+        raise Unsupported("sqlguard could not find CURSOR ... FOR in this DECLARE")
+    inner = _inner(stmt, words.index("for", cursor) + 1, fields)
+    return inner.wrapping(stmt.text, Kind.utility) if inner else None
 
 
-def _copy(stmt: Statement) -> StatementFacts:
-    """COPY (query) TO ...: sqlglot only parses a SELECT there, so unwrap it ourselves.
-    COPY table ... holds only names and option values (sqlglot wants WITH before the
-    options, clients omit it), except for COPY FROM's WHERE, which sqlglot must read."""
-    if _opens(stmt, 1):
-        close = matching_paren(stmt.tokens, 1)
-        inner = _inner(stmt, 2, _PREPARABLE, "COPY (...)", stop=close)
-        return inner.wrapping(stmt.text, Kind.copy)
-    if any(token.word() == "where" for token in stmt.tokens):
-        return _parsed(exp.Copy)(stmt)
-    table = qualified_name(stmt.tokens, 1)
-    if table is None:
-        raise Unsupported("COPY needs a table name or a (query)")
-    return StatementFacts(stmt.text, frozenset({Kind.copy}), frozenset({table}))
+def _copy(stmt: Statement, fields: Fields) -> StatementFacts | None:
+    """COPY (query) TO ...; COPY of a table holds no query, so sqlglot has no part."""
+    if "query" not in fields or not _opens(stmt, 1):
+        return None
+    inner = _inner(stmt, 2, fields, stop=matching_paren(stmt.tokens, 1))
+    return inner.wrapping(stmt.text, Kind.copy) if inner else None
 
 
-def _call_like(stmt: Statement, first: int) -> StatementFacts:
-    """EXECUTE name(args) and CALL f(args): the arguments are expressions, analysed as
-    ``SELECT <what follows>`` so their functions and subqueries count."""
-    if first >= len(stmt.tokens):
-        return StatementFacts(stmt.text, frozenset({Kind.utility}))
-    select = Token(T.IDENT, stmt.start, stmt.start, "select", "select")
-    facts = tree_facts(stmt.text, parse_tokens([select, *stmt.tokens[first:]]))
-    return facts.wrapping(stmt.text, Kind.utility)
-
-
-def _execute(stmt: Statement) -> StatementFacts:
-    """EXECUTE name [(args)]: the statement it runs was prepared earlier."""
-    if len(stmt.tokens) > 2 and not _opens(stmt, 2):
-        raise Unsupported("EXECUTE needs: EXECUTE name [(arguments)]")
-    return _call_like(stmt, 2)
-
-
-def _unknown_because(reason: str) -> Handler:
-    return lambda stmt: StatementFacts.unknown(stmt.text, reason)
-
-
-_QUERY = _parsed(exp.Query, exp.Values)
-_HANDLERS: dict[str, Handler] = {
-    **dict.fromkeys(("select", "values", "table", "("), _QUERY),
-    "with": _parsed(exp.Query, exp.DML),
-    "insert": _parsed(exp.Insert),
-    "update": _parsed(exp.Update),
-    "delete": _parsed(exp.Delete),
-    "merge": _parsed(exp.Merge),
-    "copy": _copy,
-    "create": _role_or(Kind.create, _parsed(exp.Create)),
-    "alter": _role_or(Kind.alter, _parsed(exp.Alter)),
-    "drop": _role_or(Kind.drop, _parsed_or_keyword(frozenset({Kind.drop}), exp.Drop)),
-    "truncate": _parsed_or_keyword(frozenset({Kind.truncate}), exp.TruncateTable),
-    "grant": _parsed_or_keyword(frozenset({Kind.grant}), exp.Grant),
-    "revoke": _parsed_or_keyword(frozenset({Kind.revoke}), exp.Revoke),
-    "reassign": _keyword(Kind.role),
-    "explain": _explain,
-    "prepare": _prepare,
-    "declare": _declare,
-    "execute": _execute,
-    "call": lambda stmt: _call_like(stmt, 1),
-    "set": _set,
-    "reset": _set,
-    "show": _keyword(Kind.show),
-    "discard": _discard,
-    "do": _unknown_because("DO runs procedural code that sqlguard cannot analyse"),
-    **dict.fromkeys(
-        ("begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"),
-        _keyword(Kind.transaction),
-    ),
-    **dict.fromkeys(
-        (
-            "deallocate",
-            "listen",
-            "unlisten",
-            "notify",
-            "fetch",
-            "move",
-            "close",
-            "checkpoint",
-            "vacuum",
-            "analyze",
-            "analyse",
-            "cluster",
-            "reindex",
-            "lock",
-            "load",
-            "refresh",
-            "comment",
-        ),
-        _keyword(Kind.utility),
-    ),
+_READERS: dict[str, Reader] = {
+    "SelectStmt": _parsed(exp.Query, exp.Values),
+    "InsertStmt": _parsed(exp.Insert),
+    "UpdateStmt": _parsed(exp.Update),
+    "DeleteStmt": _parsed(exp.Delete),
+    "MergeStmt": _parsed(exp.Merge),
+    "ExplainStmt": _explain,
+    "PrepareStmt": _prepare,
+    "DeclareCursorStmt": _declare,
+    "CopyStmt": _copy,
 }

@@ -1,199 +1,179 @@
 """Rule files (YAML) to an immutable, versioned RuleSet, validated strictly.
 
-A mistake in a rule file must never silently weaken the firewall, so anything unexpected
-(an unknown key, kind or action, a duplicate id or YAML key, a wrong type) is a RuleError
-that names the file and line and says what to write instead. The caller keeps the old rule
-set when loading fails.
+Every ``*.yaml`` (and ``*.yml``) file of a directory, in name order, may hold these keys
+(docs/rules.md describes them with examples)::
 
-The format (one or more ``*.yaml`` files in a directory)::
+    default_group: contractors          # the group of identities no group names (once)
+    groups:   {name: {members, applications, addresses, default, message, hint, description}}
+    lists:    {name: [pattern, ...]}    # named pattern lists, used as '@name'
+    rules:    [{id, description, applies_to, match, action, message, hint}, ...]
 
-    rules:
-      - id: no-truncate
-        description: why the rule exists (optional)
-        match: {kinds: [truncate]}          # conditions; all must hold
-        action: deny                        # allow | deny | require_approval | observe
-        message: what the user is told
-        hint: what the user can do instead (optional)
+Lists and groups are read from every file before any rule, so a rule may use a list or group
+defined in another file. Every problem is collected; any problem refuses the whole set (the
+caller keeps the old one).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
+from sqlguard.policy import fields
+from sqlguard.policy.errors import Problem, RuleError, RulesUnavailable
+from sqlguard.policy.reader import FileReader
+from sqlguard.policy.ruleset import Group, Rule, RuleSet
+from sqlguard.policy.sections import read_group, read_rule
+from sqlguard.policy.yamlfile import Mapping, read_yaml
 
-from sqlguard.analysis.facts import Kind
-from sqlguard.policy.model import Action, Match, Rule, RuleSet
+__all__ = ["RuleError", "RuleSet", "RulesUnavailable", "load_rules", "parse_rule_files"]
 
-__all__ = ["RuleError", "RuleSet", "load_rules", "parse_rules"]
-
-_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
-_RESERVED_PREFIX = "sqlguard."
-_RULE_KEYS = {
-    "id": True,
-    "match": True,
-    "action": True,
-    "message": True,
-    "hint": False,
-    "description": False,
-}
-"""Keys of a rule, and whether each is required."""
-
-
-class RuleError(ValueError):
-    """A rule file cannot be used; the message says where and what to fix."""
-
-
-class _Mapping(dict):  # type: ignore[type-arg]
-    """A YAML mapping that remembers its line, for error messages."""
-
-    line = 0
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and records mapping lines."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
-        mapping = _Mapping()
-        mapping.line = node.start_mark.line + 1
-        for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in mapping:
-                line = key_node.start_mark.line + 1
-                raise RuleError(f"line {line}: duplicate key {key!r} (write each key once)")
-            mapping[key] = self.construct_object(value_node, deep=deep)
-        return mapping
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
+_SECTIONS: dict[str, type] = {"default_group": str, "groups": dict, "lists": dict, "rules": list}
+_TYPE_WORDS = {str: "group name", dict: "mapping (name: ...)", list: "list (- id: ...)"}
 
 
 def load_rules(directory: Path) -> RuleSet:
-    """Every ``*.yaml`` file of ``directory`` (in name order) as one RuleSet.
+    """Every rule file of ``directory`` as one RuleSet; raises RuleError listing all problems.
 
     The version is a short sha256 of the file names and contents, so two sidecars with the
     same files report the same version.
     """
     if not directory.is_dir():
-        raise RuleError(f"{directory}: not a directory of rule files")
-    digest = hashlib.sha256()
-    rules: list[Rule] = []
-    for path in sorted(directory.glob("*.yaml")):
+        raise RulesUnavailable([Problem(str(directory), 0, "not a directory of rule files")])
+    files: dict[str, bytes] = {}
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         try:
-            raw = path.read_bytes()
+            files[path.name] = path.read_bytes()
         except OSError as exc:
-            raise RuleError(f"{path.name}: cannot be read ({exc.strerror})") from None
-        digest.update(path.name.encode() + b"\0" + raw + b"\0")
-        rules.extend(parse_rules(path.name, raw))
-    _check_unique(rules)
-    return RuleSet(rules=tuple(rules), version=digest.hexdigest()[:12])
+            problem = Problem(path.name, 0, f"cannot be read ({exc.strerror})")
+            raise RulesUnavailable([problem]) from None
+    return parse_rule_files(files)
 
 
-def parse_rules(name: str, text: str | bytes) -> tuple[Rule, ...]:
-    """The rules of one file's text; ``name`` is used in error messages."""
-    try:
-        document = yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
-    except RuleError as exc:
-        raise RuleError(f"{name} {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise RuleError(f"{name}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(document, dict) or set(document) != {"rules"}:
-        raise RuleError(f"{name}: expected a mapping with the single key 'rules' (a list)")
-    if not isinstance(document["rules"], list):
-        raise RuleError(f"{name}: 'rules' must be a list of rules")
-    rules = tuple(_rule(name, item) for item in document["rules"])
-    _check_unique(rules)
-    return rules
+def parse_rule_files(files: dict[str, str | bytes]) -> RuleSet:
+    """The RuleSet of rule-file texts by file name (read in name order).
+
+    >>> parse_rule_files({"a.yaml": "rules: []"}).rules
+    ()
+    """
+    digest = hashlib.sha256()
+    readers = []
+    for name in sorted(files):
+        raw = files[name]
+        raw = raw.encode() if isinstance(raw, str) else raw
+        digest.update(name.encode() + b"\0" + raw + b"\0")
+        readers.append(_read_file(name, raw))
+    lists = _lists(readers)
+    groups = _groups(readers, lists)
+    default_group = _default_group(readers, groups)
+    rules = _rules(readers, lists, groups)
+    problems = [problem for reader in readers for problem in reader.problems]
+    if problems:
+        raise RuleError(sorted(problems, key=lambda problem: (problem.file, problem.line)))
+    return RuleSet(rules, digest.hexdigest()[:12], tuple(groups.values()), default_group)
 
 
-def _rule(name: str, item: Any) -> Rule:
-    """One validated rule."""
-    if not isinstance(item, _Mapping):
-        raise RuleError(f"{name}: every item of 'rules' must be a mapping (id, match, ...)")
-    where = f"{name} line {item.line}"
-    _check_keys(where, item, _RULE_KEYS, "rule")
-    rule_id = _text(where, item, "id")
-    if not _ID.fullmatch(rule_id) or rule_id.startswith(_RESERVED_PREFIX):
-        raise RuleError(
-            f"{where}: id {rule_id!r} must be lower-case letters, digits, '.', '_' or '-', "
-            f"and not start with {_RESERVED_PREFIX!r} (reserved for built-in rules)"
-        )
-    where = f"{where} (rule {rule_id!r})"
-    return Rule(
-        id=rule_id,
-        match=_match(where, item["match"]),
-        action=_choice(where, "action", item["action"], Action),
-        message=_text(where, item, "message"),
-        hint=_text(where, item, "hint", required=False),
-        description=_text(where, item, "description", required=False),
-        source=f"{name}:{item.line}",
-    )
+def _read_file(name: str, raw: bytes) -> FileReader:
+    """One file's YAML, keeping only the well-formed top-level sections."""
+    document, problems = read_yaml(name, raw)
+    reader = FileReader(name, Mapping(), problems)
+    if document is None:
+        return reader
+    if not isinstance(document, Mapping):
+        reader.problem(1, f"a rule file is a mapping with some of: {', '.join(_SECTIONS)}")
+        return reader
+    for key in list(document):
+        if key not in _SECTIONS:
+            text = f"unknown key {key!r}; expected one of: {', '.join(_SECTIONS)}"
+        elif not isinstance(document[key], _SECTIONS[key]):
+            text = f"{key}: must be a {_TYPE_WORDS[_SECTIONS[key]]}"
+        else:
+            continue
+        reader.problem(document.line_of(key), text)
+        del document[key]
+    reader.document = document
+    return reader
 
 
-def _match(where: str, item: Any) -> Match:
-    """The conditions of a rule: at least one, each a list of statement kinds."""
-    if not isinstance(item, dict) or not item:
-        raise RuleError(f"{where}: 'match' needs at least one of: {', '.join(_CONDITIONS)}")
-    _check_keys(where, item, dict.fromkeys(_CONDITIONS, False), "match condition")
-    return Match(**{key: _CONDITIONS[key](where, key, value) for key, value in item.items()})
+def _named(readers: list[FileReader], section: str, what: str) -> Iterator[tuple[Any, ...]]:
+    """(reader, entries, name) for each entry of ``section``, names valid and unique."""
+    defined: dict[str, str] = {}
+    for reader in readers:
+        entries = reader.document.get(section, Mapping())
+        for name in entries:
+            line = entries.line_of(name)
+            if not reader.check_id(name, line, what):
+                continue
+            if name in defined:
+                reader.problem(line, f"{what} {name!r} is already defined at {defined[name]}")
+                continue
+            defined[name] = f"{reader.name}:{line}"
+            yield reader, entries, name
 
 
-def _kinds(
-    where: str, key: str, value: Any, allowed: frozenset[Kind] | None = None
-) -> frozenset[Kind]:
-    """A non-empty list of statement kinds."""
-    valid = allowed or frozenset(Kind) - {Kind.unknown}
-    if not isinstance(value, list) or not value:
-        raise RuleError(f"{where}: {key!r} must be a non-empty list, e.g. [{min(valid)}]")
-    return frozenset(_choice(where, key, kind, Kind, valid) for kind in value)
+def _lists(readers: list[FileReader]) -> dict[str, tuple[str, ...]]:
+    """Named pattern lists; their entries are plain patterns (no ``!``, no ``@``)."""
+    lists: dict[str, tuple[str, ...]] = {}
+    for reader, entries, name in _named(readers, "lists", "list"):
+        found = reader.field(entries, name, "", _list_entries, prefix="lists.")
+        if found is not None:
+            lists[name] = found
+    return lists
 
 
-_CONDITIONS: dict[str, Callable[[str, str, Any], frozenset[Kind]]] = {
-    "kinds": _kinds,
-    "unscoped": lambda where, key, value: _kinds(
-        where, key, value, frozenset({Kind.update, Kind.delete})
-    ),
-}
-"""Match conditions by key. A new condition: a Match field, a parser here."""
-
-
-def _choice(where: str, key: str, value: Any, enum: Any, valid: Any = None) -> Any:
-    """One member of ``enum`` (restricted to ``valid``), by its value."""
-    options = sorted(str(member) for member in (valid or enum))
-    if not isinstance(value, str) or value not in options:
-        raise RuleError(f"{where}: {key} {value!r} is not one of: {', '.join(options)}")
-    return enum(value)
-
-
-def _text(where: str, item: dict, key: str, required: bool = True) -> str:
-    """A string field; optional ones default to ''."""
-    value = item.get(key, "" if not required else None)
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise RuleError(f"{where}: {key!r} must be a non-empty string")
-    return value.strip()
-
-
-def _check_keys(where: str, item: dict, keys: dict[str, bool], what: str) -> None:
-    unknown = sorted(str(key) for key in item if key not in keys)
-    if unknown:
-        raise RuleError(f"{where}: unknown {what} key {unknown[0]!r}; expected: {', '.join(keys)}")
-    missing = [key for key, required in keys.items() if required and key not in item]
-    if missing:
-        raise RuleError(f"{where}: missing {what} key {missing[0]!r}")
-
-
-def _check_unique(rules: Sequence[Rule]) -> None:
-    seen: dict[str, Rule] = {}
-    for rule in rules:
-        if rule.id in seen:
-            raise RuleError(
-                f"{rule.source}: duplicate rule id {rule.id!r} (first defined at "
-                f"{seen[rule.id].source}); give each rule its own id"
+def _list_entries(value: Any) -> tuple[str, ...]:
+    entries = fields.words(value, "['pg_catalog.lower', 'pg_catalog.upper']")
+    for entry in entries:
+        if entry.startswith(("!", "@")):
+            raise fields.FieldError(
+                f"{entry!r}: list entries are plain patterns; write '!@name' where the list "
+                "is used to exclude its entries"
             )
-        seen[rule.id] = rule
+    return tuple(entries)
+
+
+def _groups(readers: list[FileReader], lists: fields.Lists) -> dict[str, Group]:
+    groups: dict[str, Group] = {}
+    for reader, entries, name in _named(readers, "groups", "group"):
+        group = read_group(reader, name, entries[name], entries.line_of(name), lists)
+        if group is not None:
+            groups[name] = group
+    return groups
+
+
+def _default_group(readers: list[FileReader], groups: dict[str, Group]) -> str:
+    """The one ``default_group``; "" when no file sets it (the engine then refuses)."""
+    found = ""
+    for reader in readers:
+        if "default_group" not in reader.document:
+            continue
+        name, line = reader.document["default_group"], reader.document.line_of("default_group")
+        if found:
+            reader.problem(line, "default_group is set twice; set it in one file only")
+        elif name not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            reader.problem(
+                line, f"{name!r} is not a group (defined: {known})", field="default_group"
+            )
+        found = found or name
+    return found
+
+
+def _rules(
+    readers: list[FileReader], lists: fields.Lists, groups: dict[str, Group]
+) -> tuple[Rule, ...]:
+    """Every rule in file order; ids are unique across all files."""
+    rules: dict[str, Rule] = {}
+    for reader in readers:
+        for item in reader.document.get("rules", []):
+            rule = read_rule(reader, item, lists, groups)
+            if rule is None:
+                continue
+            if rule.id in rules:
+                line = item.line_of("id")
+                text = f"duplicate id (first defined at {rules[rule.id].source}); give each "
+                reader.problem(line, text + "rule its own id", f"rule {rule.id!r}", "id")
+                continue
+            rules[rule.id] = rule
+    return tuple(rules.values())

@@ -1,7 +1,7 @@
-"""The policy's data: who asks, what a rule is, and what the firewall decided. Pure values.
+"""The policy values the rest of sqlguard sees: who asks, and what the firewall decided.
 
-The session layer imports this module (to carry identities and decisions), so it holds no
-logic that needs the analysis beyond its plain ``facts`` types.
+The session layer imports this module (to carry identities and decisions), so it holds plain
+values only; the compiled rules live in ``ruleset`` and the logic in ``engine``.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sqlguard.analysis.facts import Kind, StatementFacts
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who sends the statement, as established at connection startup."""
+    """Who sends the statement, as established at connection startup.
+
+    ``client_addr`` is the peer's IP address, or ``local`` for a Unix-domain socket.
+    """
 
     user: str
     database: str
@@ -29,7 +30,19 @@ class Action(enum.StrEnum):
     deny = "deny"
     require_approval = "require_approval"
     observe = "observe"
-    """Let it pass, but record that the rule matched (for trying a rule out)."""
+    """Let it pass, but report that the rule matched (for trying a new rule out)."""
+
+    @property
+    def strictness(self) -> int:
+        """Rank for "strictest wins": deny > require_approval > allow (observe never decides).
+
+        >>> Action.deny.strictness > Action.require_approval.strictness > Action.allow.strictness
+        True
+        """
+        return _STRICTNESS[self]
+
+
+_STRICTNESS = {Action.observe: 0, Action.allow: 1, Action.require_approval: 2, Action.deny: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,7 @@ class Decision:
 
     ``message``, ``detail`` and ``hint`` become the M, D and H fields of the ErrorResponse;
     42501 (insufficient_privilege) is what PostgreSQL itself answers for "permission denied".
+    ``observed`` lists the ids of the ``observe`` rules that matched, whatever the verdict.
 
     >>> Decision(Action.observe, "r", "m", "d", "h").refused
     False
@@ -49,48 +63,9 @@ class Decision:
     detail: str
     hint: str
     sqlstate: str = "42501"
+    observed: tuple[str, ...] = ()
 
     @property
     def refused(self) -> bool:
         """Must the statement be kept from the server?"""
         return self.action in (Action.deny, Action.require_approval)
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """The conditions of a rule; all given conditions must hold, any item of a list may.
-
-    >>> delete = frozenset({Kind.delete})
-    >>> Match(unscoped=delete).matches(StatementFacts("DELETE FROM t", delete, unscoped=delete))
-    True
-    """
-
-    kinds: frozenset[Kind] = frozenset()
-    unscoped: frozenset[Kind] = frozenset()
-
-    def matches(self, facts: StatementFacts) -> bool:
-        """Does a statement with these facts meet every condition?"""
-        if self.kinds and not self.kinds & facts.kinds:
-            return False
-        return not self.unscoped or bool(self.unscoped & facts.unscoped)
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One rule from a rule file; ``source`` says where it was written (file:line)."""
-
-    id: str
-    match: Match
-    action: Action
-    message: str
-    hint: str = ""
-    description: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSet:
-    """An immutable snapshot of all rules; ``version`` identifies the files it came from."""
-
-    rules: tuple[Rule, ...]
-    version: str

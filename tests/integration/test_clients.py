@@ -83,10 +83,12 @@ def test_psycopg_pipeline(proxied_dsn: str) -> None:
         conn.commit()
 
 
-def test_psycopg_listen_notify(proxied_dsn: str) -> None:
+def test_psycopg_listen_notify(proxied_dsn: str, pg_db: Database) -> None:
+    """LISTEN through the sidecar; the NOTIFY comes from a direct connection because the
+    baseline denies NOTIFY to contractors (it commands other applications' listeners)."""
     with psycopg.connect(proxied_dsn, autocommit=True) as listener:
         listener.execute("LISTEN sqlguard_test")
-        with psycopg.connect(proxied_dsn, autocommit=True) as sender:
+        with psycopg.connect(pg_db.dsn(), autocommit=True) as sender:
             sender.execute("NOTIFY sqlguard_test, 'hello'")
         received = list(listener.notifies(timeout=5, stop_after=1))
     assert [n.payload for n in received] == ["hello"]
@@ -153,10 +155,10 @@ def test_asyncpg_copy_in_and_out(proxied_dsn: str) -> None:
     assert asyncio.run(main()) == ROWS
 
 
-def test_asyncpg_listen_notify(proxied_dsn: str) -> None:
+def test_asyncpg_listen_notify(proxied_dsn: str, pg_db: Database) -> None:
     async def main() -> str:
         listener = await asyncpg.connect(proxied_dsn)
-        sender = await asyncpg.connect(proxied_dsn)
+        sender = await asyncpg.connect(pg_db.dsn())  # NOTIFY is denied to contractors
         got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         await listener.add_listener("chan", lambda *args: got.set_result(args[3]))
         await sender.execute("NOTIFY chan, 'ping'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,8 +58,8 @@ def test_reload_applies_to_live_connections_and_prepared_statements(
     own_rules: tuple[SidecarProcess, Path], pg_db: Database
 ) -> None:
     sidecar, rules = own_rules
+    pg_db.cluster.run_sql("CREATE TABLE IF NOT EXISTS reload_t (id int)", pg_db.dbname)
     with psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS reload_t (id int)")
         assert conn.execute("SELECT count(*) FROM reload_t", prepare=True).fetchone() == (0,)
         (rules / "no-select.yaml").write_text(
             "rules:\n  - id: no-select\n    match: {kinds: [select]}\n    action: deny\n"
@@ -107,3 +108,53 @@ def test_changed_rule_file_is_picked_up_without_a_signal(
         pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-pg-sleep"),
     ):
         conn.execute("SELECT 1")
+
+
+TRAFFIC_RULES = """rules:
+  - id: deny-{table}
+    applies_to: {{groups: [contractors]}}
+    match: {{tables: [{table}]}}
+    action: deny
+    message: {table} is closed in this version of the rules.
+"""
+
+
+def test_reload_under_traffic_never_mixes_rule_versions(
+    own_rules: tuple[SidecarProcess, Path], pg_db: Database
+) -> None:
+    """Version A refuses table a, version B table b: a message touching both is refused by
+    one or the other; judged half by each, it would pass. No connection may drop."""
+    sidecar, rules = own_rules
+    pg_db.cluster.run_sql("CREATE TABLE IF NOT EXISTS a (x int)", pg_db.dbname)
+    pg_db.cluster.run_sql("CREATE TABLE IF NOT EXISTS b (x int)", pg_db.dbname)
+    traffic = rules / "traffic.yaml"
+    traffic.write_text(TRAFFIC_RULES.format(table="a"))
+    sidecar.reload()
+    wait_for_log(sidecar, "rules reloaded")
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn:
+            while not stop.is_set():
+                try:
+                    conn.execute("SELECT count(*) FROM a; SELECT count(*) FROM b")
+                    outcomes.append("allowed")
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    outcomes.append(str(exc.diag.message_primary))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for round_ in range(20):
+        traffic.write_text(TRAFFIC_RULES.format(table="ab"[round_ % 2]))
+        sidecar.reload()
+        time.sleep(0.1)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes and set(outcomes) <= {
+        'sqlguard: statement refused by rule "deny-a"',
+        'sqlguard: statement refused by rule "deny-b"',
+    }
+    assert sidecar.output().count("rules reloaded") >= 10
