@@ -20,6 +20,7 @@ from sqlguard.analysis.pgtree import (
     Fields,
     Reading,
     Scope,
+    Visitor,
     Visitors,
     children,
     count,
@@ -176,7 +177,9 @@ def _rename(fields: Fields, scope: Scope, reading: Reading) -> None:
         reading.columns.update({fields["subname"], fields["newname"]})
 
 
-def _named_column(key: str) -> object:
+def _named_column(key: str) -> Visitor:
+    """ColumnDef and IndexElem name their column in one field."""
+
     def visit(fields: Fields, scope: Scope, reading: Reading) -> None:
         if key in fields:
             reading.columns.add(fields[key])
@@ -203,6 +206,6 @@ _VISITORS: Visitors = {
     "OnConflictClause": _on_conflict,
     "IntoClause": _into,
     "AlterTableCmd": _alter_table_cmd,
-    "ColumnDef": _named_column("colname"),  # type: ignore[dict-item]
-    "IndexElem": _named_column("name"),  # type: ignore[dict-item]
+    "ColumnDef": _named_column("colname"),
+    "IndexElem": _named_column("name"),
 }

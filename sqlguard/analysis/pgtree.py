@@ -87,27 +87,33 @@ def _first(node_type: str, visitors: Visitors) -> Visitor | None:
 
 
 def children(node_type: str, fields: Fields, scope: Scope) -> list[Entry]:
-    """The child nodes of a node, with the CTE names its WITH makes visible."""
+    """The child nodes of a node, with the CTE names its WITH makes visible.
+
+    Plain loops and ``append``: this runs once per node of every statement (hot path).
+    """
     entries: list[Entry] = []
-    with_clause = fields.get("withClause")
-    if with_clause is not None:
-        scope = _with_scope(with_clause, scope, entries)
+    append = entries.append
+    if "withClause" in fields:
+        scope = _with_scope(fields["withClause"], scope, entries)
+    inline = INLINE.get(node_type, _NOTHING)
     for key, value in fields.items():
-        if type(value) is dict:
-            inline = INLINE.get((node_type, key))
-            if inline is not None:
-                if key != "withClause":
-                    entries.append((inline, value, scope))
-            else:
-                entries.extend((kind, sub, scope) for kind, sub in value.items())
-        elif type(value) is list:
-            entries.extend(
-                (kind, sub, scope)
-                for item in value
-                if type(item) is dict
-                for kind, sub in item.items()
-            )
+        kind = type(value)
+        if kind is list:
+            for item in value:
+                if type(item) is dict:
+                    for sub_type, sub in item.items():
+                        append((sub_type, sub, scope))
+        elif kind is dict:
+            struct = inline.get(key)
+            if struct is None:
+                for sub_type, sub in value.items():
+                    append((sub_type, sub, scope))
+            elif key != "withClause":
+                append((struct, value, scope))
     return entries
+
+
+_NOTHING: dict[str, str] = {}
 
 
 def _with_scope(with_clause: Fields, scope: Scope, entries: list[Entry]) -> Scope:

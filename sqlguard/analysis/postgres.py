@@ -36,17 +36,17 @@ class PgStatement(NamedTuple):
     end: int | None
 
 
-def _inline_fields() -> dict[tuple[str, str], str]:
-    """(node type, field) -> struct type, for fields the JSON writes without a wrapper."""
+def _inline_fields() -> dict[str, dict[str, str]]:
+    """node type -> {field: struct type} for the fields the JSON writes without a wrapper."""
     generic = {"Node*", "List*", "char*", "Expr*", "void*", "Bitmapset*"}
-    inline: dict[tuple[str, str], str] = {}
+    inline: dict[str, dict[str, str]] = {}
     for name in dir(ast):
         slots = getattr(getattr(ast, name), "__slots__", None)
         if not isinstance(slots, dict):
             continue
         for field, info in slots.items():
             if info.c_type.endswith("*") and info.c_type not in generic:
-                inline[name, field] = info.c_type[:-1]
+                inline.setdefault(name, {})[field] = info.c_type[:-1]
     return inline
 
 

@@ -97,19 +97,6 @@ def _close(
     statements.append(Statement(source, begin, end, tokens))
 
 
-def split_commas(tokens: list[Token]) -> list[list[Token]]:
-    """Split at top-level commas."""
-    parts: list[list[Token]] = [[]]
-    depth = 0
-    for token in tokens:
-        if token.kind is T.OP and token.sql == "," and depth == 0:
-            parts.append([])
-            continue
-        depth += PAREN_DEPTH.get(token.sql, 0) if token.kind is T.OP else 0
-        parts[-1].append(token)
-    return parts
-
-
 def matching_paren(tokens: list[Token], open_index: int) -> int:
     """Index of the parenthesis closing the one at ``open_index``."""
     depth = 0
@@ -120,14 +107,3 @@ def matching_paren(tokens: list[Token], open_index: int) -> int:
             if depth == 0:
                 return index
     raise LexError("unbalanced parentheses")
-
-
-def qualified_name(tokens: list[Token], index: int) -> str | None:
-    """The (possibly schema-qualified) name starting at ``index``, as PostgreSQL folds it."""
-    parts: list[str] = []
-    while index < len(tokens) and tokens[index].kind in (T.IDENT, T.QIDENT):
-        parts.append(tokens[index].value)
-        if index + 1 == len(tokens) or tokens[index + 1].sql != ".":
-            return ".".join(parts)
-        index += 2
-    return None

@@ -22,11 +22,11 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from sqlguard.analysis.lexer import Token
 
-# sqlglot logs a warning each time it falls back to exp.Command. We turn every such fallback
-# into an ``unknown`` verdict with a reason, so the log line would only be noise on stderr.
+# sqlglot logs a warning each time it falls back to exp.Command. We never trust a fallback
+# (the statement is refused, or PostgreSQL's own reading stands), so the log line would only
+# be noise on stderr.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-NAME_KEY = "pg_name"
 _TOKEN_DUMP = re.compile(r" but got <Token .*", re.S)
 
 
@@ -34,14 +34,7 @@ class Unsupported(Exception):
     """sqlglot cannot (or cannot safely) represent this statement; ``str()`` says why."""
 
 
-class _Dialect(Postgres):
-    """PostgreSQL, keeping each known function's name as written (``now``, not
-    CURRENT_TIMESTAMP), so facts name functions the way PostgreSQL users and rules do."""
-
-    ORIGINAL_NAME_META_KEY = NAME_KEY
-
-
-_DIALECT = _Dialect()
+_DIALECT = Postgres()
 # Built once: sqlglot's Dialect.tokenize() builds a new tokenizer per call (~20 µs here).
 # Both reset their state on every call; the proxy analyses on one thread.
 _TOKENIZER = _DIALECT.tokenizer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -119,6 +120,13 @@ TRAFFIC_RULES = """rules:
 """
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """As deployment tools do (and as DBAs should): a reload must never see half a file."""
+    partial = path.with_suffix(".tmp")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def test_reload_under_traffic_never_mixes_rule_versions(
     own_rules: tuple[SidecarProcess, Path], pg_db: Database
 ) -> None:
@@ -128,7 +136,7 @@ def test_reload_under_traffic_never_mixes_rule_versions(
     pg_db.cluster.run_sql("CREATE TABLE IF NOT EXISTS a (x int)", pg_db.dbname)
     pg_db.cluster.run_sql("CREATE TABLE IF NOT EXISTS b (x int)", pg_db.dbname)
     traffic = rules / "traffic.yaml"
-    traffic.write_text(TRAFFIC_RULES.format(table="a"))
+    write_atomically(traffic, TRAFFIC_RULES.format(table="a"))
     sidecar.reload()
     wait_for_log(sidecar, "rules reloaded")
     outcomes: list[str] = []
@@ -147,7 +155,7 @@ def test_reload_under_traffic_never_mixes_rule_versions(
     for thread in threads:
         thread.start()
     for round_ in range(20):
-        traffic.write_text(TRAFFIC_RULES.format(table="ab"[round_ % 2]))
+        write_atomically(traffic, TRAFFIC_RULES.format(table="ab"[round_ % 2]))
         sidecar.reload()
         time.sleep(0.1)
     stop.set()
