@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
+
+if TYPE_CHECKING:
+    from sqlguard.approvals.config import ApprovalSettings
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
@@ -50,6 +53,8 @@ class Settings:
     # Seconds between checks of the rules directory for changed files (0 turns it off).
     rules_poll_interval: float = 1.0
     log_level: str = "INFO"
+    # Approvers, token lifetimes, ledger and request store (the `approvals:` section).
+    approvals: ApprovalSettings | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -94,6 +99,12 @@ def parse_upstream(url: str) -> Upstream:
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from an optional YAML file, then flags (`None` means "not given")."""
     values = _read_file(config_file) if config_file else {}
+    if "approvals" in values:
+        # Imported here: the approvals settings report errors as this module's ConfigError.
+        from sqlguard.approvals.config import approval_settings
+
+        assert config_file is not None
+        values["approvals"] = approval_settings(values["approvals"] or {}, config_file.parent)
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(Settings)} | {"listen"}
     unknown = sorted(set(values) - known)

@@ -13,13 +13,16 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
 from sqlguard.policy.engine import evaluate
 from sqlguard.policy.loader import RuleSet
 from sqlguard.policy.model import Action, Decision, Identity
+
+if TYPE_CHECKING:
+    from sqlguard.gate import ApprovalGate
 
 log = logging.getLogger("sqlguard.decisions")
 
@@ -64,8 +67,11 @@ class BoundedCache(Generic[K, V]):
 class Firewall:
     """Judges statement texts for an identity under the current rule set."""
 
-    def __init__(self, rules: RuleSet, cache_size: int = 4096) -> None:
+    def __init__(
+        self, rules: RuleSet, cache_size: int = 4096, gate: ApprovalGate | None = None
+    ) -> None:
         self._rules = rules
+        self.gate = gate
         self._facts = BoundedCache[bytes, tuple[StatementFacts, ...]](cache_size)
         self._decisions = BoundedCache[tuple[bytes, Identity], Decision](cache_size)
 
@@ -81,12 +87,19 @@ class Firewall:
         self._rules = rules
         self._decisions.clear()
 
-    def judge(self, text: bytes, identity: Identity) -> Decision:
-        """The one place decisions come from; every non-allow decision is logged here."""
+    def judge(self, text: bytes, identity: Identity, token: str | None = None) -> Decision:
+        """The one place decisions come from; every non-allow decision is logged here.
+
+        `token` is an approval token sent with the statement; it matters only to statements
+        the rules send for approval (it never overrides a deny).
+        """
         if self._rules.time_dependent or len(text) > _CACHEABLE_TEXT:
             decision = self._decide((text, identity))
         else:
             decision = self._decisions.get_or_make((text, identity), self._decide)
+        if decision.action is Action.require_approval and self.gate is not None:
+            groups = [group.name for group in self._rules.groups_of(identity)]
+            decision = self.gate.review(decision, text.decode(), identity, token, groups)
         if decision.action is not Action.allow or decision.observed:
             _log_decision(decision, identity)
         return decision

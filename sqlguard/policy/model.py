@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlguard.approvals.tokens import Approval
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ class Decision:
     ``message``, ``detail`` and ``hint`` become the M, D and H fields of the ErrorResponse;
     42501 (insufficient_privilege) is what PostgreSQL itself answers for "permission denied".
     ``observed`` lists the ids of the ``observe`` rules that matched, whatever the verdict.
+    ``approval`` is set when a valid approval token lets the statement through: it still has
+    to be entered in the ledger of used tokens before the statement may go upstream.
 
     >>> Decision(Action.observe, "r", "m", "d", "h").refused
     False
@@ -64,6 +70,7 @@ class Decision:
     hint: str
     sqlstate: str = "42501"
     observed: tuple[str, ...] = ()
+    approval: Approval | None = None
 
     @property
     def refused(self) -> bool:

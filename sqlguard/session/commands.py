@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlguard.approvals.tokens import Approval
 from sqlguard.policy.model import Identity
 
 
@@ -41,10 +42,19 @@ class RegisterCancelKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsumeApproval:
+    """Record a verified approval token as used; answer with `Session.approval_consumed`."""
+
+    approval: Approval
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Flush what is queued, then close both sides."""
 
     reason: str
 
 
-Command = ToClient | ToServer | OpenUpstream | ForwardCancel | RegisterCancelKey | Close
+Command = (
+    ToClient | ToServer | OpenUpstream | ForwardCancel | RegisterCancelKey | ConsumeApproval | Close
+)

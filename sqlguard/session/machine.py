@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from sqlguard.policy.model import Decision, Identity
+from sqlguard.approvals.tokens import Approval
+from sqlguard.policy.model import Action, Decision, Identity
+from sqlguard.session.approval import ApprovalTokens
 from sqlguard.session.commands import (
     Close,
     Command,
+    ConsumeApproval,
     ForwardCancel,
     OpenUpstream,
     RegisterCancelKey,
@@ -38,7 +43,8 @@ from sqlguard.wire.errors import (
 )
 from sqlguard.wire.framing import Frame, FrameError, FrameScanner, StartupReader
 
-Judge = Callable[[bytes, Identity], Decision]
+# (statement text, who sends it, the approval token sent with it) -> the verdict
+Judge = Callable[[bytes, Identity, str | None], Decision]
 
 # Frontend message types of protocol 3.x (docs, "Message Formats").
 _FRONTEND_TYPES = frozenset(b"QPBEDCSHFdcfXp")
@@ -48,6 +54,28 @@ _CLIENT_INSPECT = frozenset(b"QPBEDCSFX")
 _SERVER_INSPECT = frozenset(b"ZEKv")
 _NEWEST_MINOR = 2
 _DIRECT_TLS_FIRST_BYTE = 0x16
+
+
+@dataclass(slots=True)
+class _Awaiting:
+    """A message with a valid approval token, held until the ledger records the token."""
+
+    raw: bytes
+    approval: Approval
+    text: bytes
+    statement: bytes | None = None  # the statement name, for a Parse
+    asked: bool = False
+
+
+def _used(awaiting: _Awaiting) -> Decision:
+    """What a prepared statement's later executions get: its token allowed one."""
+    return Decision(
+        Action.require_approval,
+        "sqlguard.approval.used",
+        "sqlguard: this prepared statement's approval has been used",
+        f"Approval {awaiting.approval.id} allowed one execution of the statement.",
+        "Ask the approver for a new token and prepare the statement again with it.",
+    )
 
 
 class Phase(enum.Enum):
@@ -62,6 +90,9 @@ class Session:
 
     def __init__(self, judge: Judge, rules_version: Callable[[], str], client_addr: str = ""):
         self._judge = judge
+        self._tokens = ApprovalTokens()
+        self._queue: deque[bytes | Frame] = deque()
+        self._awaiting: _Awaiting | None = None
         self._client_addr = client_addr
         self.phase = Phase.STARTUP
         self.identity: Identity | None = None
@@ -87,16 +118,49 @@ class Session:
         if self.phase is Phase.STARTUP:
             return self._receive_startup(data)
         try:
-            items = self._client.feed(data)
-            out = [
-                item if isinstance(item, bytes) else self._client_message(item) for item in items
-            ]
-        except (FrameError, m.MalformedMessage) as exc:
+            self._queue.extend(self._client.feed(data))
+        except FrameError as exc:
+            return self._violation(str(exc))
+        return self._drain()
+
+    @property
+    def awaiting_approval(self) -> bool:
+        """A message waits for the ledger: the shell stops reading the client meanwhile."""
+        return self._awaiting is not None
+
+    def _drain(self) -> list[Command]:
+        """Handle queued client messages in order, stopping at one that awaits the ledger."""
+        out: list[bytes] = []
+        try:
+            while self._queue and self._awaiting is None:
+                item = self._queue.popleft()
+                out.append(item if isinstance(item, bytes) else self._client_message(item))
+        except m.MalformedMessage as exc:
             return self._violation(str(exc))
         commands: list[Command] = [ToServer(b"".join(out))] if out else []
-        if self._terminating:
+        if self._awaiting is not None and not self._awaiting.asked:
+            self._awaiting.asked = True
+            commands.append(ConsumeApproval(self._awaiting.approval))
+        if self._terminating and not self._queue and self._awaiting is None:
             commands.append(self._close("client sent Terminate"))
         return commands
+
+    def approval_consumed(self, refusal: Decision | None) -> list[Command]:
+        """The ledger's answer for the waiting message: None lets it go upstream as sent."""
+        awaiting, self._awaiting = self._awaiting, None
+        if awaiting is None or self.phase is Phase.CLOSED:
+            return []
+        if refusal is None:
+            if awaiting.statement is not None:
+                self._prepared.remember(awaiting.statement, awaiting.text, _used(awaiting))
+                self._prepared.allow_once(awaiting.statement)
+            data = awaiting.raw
+        elif awaiting.statement is None:
+            data = m.query(self._refusals.add(self._error_for(refusal), ends_with_next_sync=False))
+        else:
+            self._prepared.remember(awaiting.statement, awaiting.text, refusal)
+            data = self._extended_refusal(refusal)
+        return [ToServer(data), *self._drain()]
 
     def _client_message(self, frame: Frame) -> bytes:
         if self.phase is Phase.AUTH and frame.type not in b"pX":
@@ -108,13 +172,27 @@ class Session:
 
     def _on_query(self, frame: Frame) -> bytes:
         self._refusals.boundary_sent()
-        decision = self._decide(m.decode_query(frame.body))
+        attached = self._tokens.take(m.decode_query(frame.body))
+        if attached.replacement is not None:
+            return m.query(attached.replacement)
+        decision = self._decide(attached.text, attached.token)
+        if decision.approval is not None:
+            self._awaiting = _Awaiting(frame.raw, decision.approval, attached.text)
+            return b""
         if decision.refused:
             return m.query(self._refusals.add(self._error_for(decision), ends_with_next_sync=False))
         return frame.raw
 
     def _on_parse(self, frame: Frame) -> bytes:
-        decision = self._prepared.parsed(*m.decode_parse(frame.body))
+        name, text = m.decode_parse(frame.body)
+        attached = self._tokens.take(text)
+        if attached.replacement is not None:
+            return m.parse(name, attached.replacement)
+        decision = self._decide(attached.text, attached.token)
+        if decision.approval is not None:
+            self._awaiting = _Awaiting(frame.raw, decision.approval, attached.text, name)
+            return b""
+        self._prepared.remember(name, attached.text, decision)
         return self._extended_refusal(decision) if decision.refused else frame.raw
 
     def _on_bind(self, frame: Frame) -> bytes:
@@ -157,9 +235,9 @@ class Session:
         self._terminating = True
         return frame.raw
 
-    def _decide(self, text: bytes) -> Decision:
+    def _decide(self, text: bytes, token: str | None = None) -> Decision:
         assert self.identity is not None
-        return self._judge(text, self.identity)
+        return self._judge(text, self.identity, token)
 
     def _extended_refusal(self, decision: Decision) -> bytes:
         marker = self._refusals.add(self._error_for(decision), ends_with_next_sync=True)

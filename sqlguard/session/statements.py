@@ -28,18 +28,22 @@ class PreparedStatements:
         self._rules_version = rules_version
         self._statements: dict[bytes, _Prepared] = {}
         self._refused_portals: dict[bytes, Decision] = {}
+        self._allowed_once: set[bytes] = set()
 
-    def parsed(self, name: bytes, text: bytes) -> Decision:
-        """Judge a Parse; the unnamed statement '' is replaced by each unnamed Parse."""
-        decision = self._judge(text)
+    def remember(self, name: bytes, text: bytes, decision: Decision) -> None:
+        """A Parse and its verdict; the unnamed statement '' is replaced by each unnamed Parse."""
         self._statements[name] = _Prepared(text, decision, self._rules_version())
-        return decision
+        self._allowed_once.discard(name)
+
+    def allow_once(self, name: bytes) -> None:
+        """An approval token allowed this statement for its next Bind only."""
+        self._allowed_once.add(name)
 
     def statement(self, name: bytes) -> Decision | None:
         """The verdict for a statement name, or None for one we never saw parsed
         (created by SQL-level PREPARE, which was judged as SQL, or not existing at all)."""
         prepared = self._statements.get(name)
-        if prepared is None:
+        if prepared is None or name in self._allowed_once:
             return None
         version = self._rules_version()
         if prepared.rules_version != version:
@@ -49,6 +53,10 @@ class PreparedStatements:
 
     def bound(self, portal: bytes, statement: bytes) -> Decision | None:
         """A Bind: the portal inherits a refused statement's verdict."""
+        if statement in self._allowed_once:
+            self._allowed_once.discard(statement)
+            self._refused_portals.pop(portal, None)
+            return None
         decision = self.statement(statement)
         if decision is not None and decision.refused:
             self._refused_portals[portal] = decision
@@ -62,6 +70,7 @@ class PreparedStatements:
     def closed(self, target: int, name: bytes) -> None:
         if target == ord("S"):
             self._statements.pop(name, None)
+            self._allowed_once.discard(name)
         else:
             self._refused_portals.pop(name, None)
 

@@ -15,6 +15,7 @@ from sqlguard.session.cancel import UpstreamKey
 from sqlguard.session.commands import (
     Close,
     Command,
+    ConsumeApproval,
     ForwardCancel,
     OpenUpstream,
     RegisterCancelKey,
@@ -24,6 +25,7 @@ from sqlguard.session.commands import (
 from sqlguard.session.machine import Phase, Session
 
 if TYPE_CHECKING:
+    from sqlguard.gate import ApprovalGate
     from sqlguard.shell.server import Sidecar
 
 log = logging.getLogger("sqlguard.connection")
@@ -112,6 +114,8 @@ class ClientConnection(asyncio.Protocol):
                 self._register_cancel_key(command)
             elif isinstance(command, ForwardCancel):
                 self._sidecar.forward_cancel(command.pid, command.key)
+            elif isinstance(command, ConsumeApproval):
+                self._consume_approval(command)
             elif isinstance(command, Close):
                 self._close(command.reason)
 
@@ -136,6 +140,20 @@ class ClientConnection(asyncio.Protocol):
         transport.write(command.startup)
         log.info("connection from %s as %s", self.peer, command.identity.user)
         if self._client is not None:
+            self._client.resume_reading()
+
+    def _consume_approval(self, command: ConsumeApproval) -> None:
+        """Hold the client until the ledger says whether this is the token's first use."""
+        assert self._client is not None and self._sidecar.firewall.gate is not None
+        self._client.pause_reading()
+        self._sidecar.spawn(self._consume(command, self._sidecar.firewall.gate))
+
+    async def _consume(self, command: ConsumeApproval, gate: ApprovalGate) -> None:
+        refusal = await gate.consume(command.approval)
+        if self.session is None:
+            return
+        self._run(self.session.approval_consumed(refusal))
+        if self._client is not None and not self.session.awaiting_approval:
             self._client.resume_reading()
 
     def _register_cancel_key(self, command: RegisterCancelKey) -> None:

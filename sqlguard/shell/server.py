@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlguard.config import Settings
 from sqlguard.firewall import Firewall
+from sqlguard.gate import ApprovalGate
 from sqlguard.policy.loader import RuleError, load_rules
 from sqlguard.session.cancel import CancelRegistry
 from sqlguard.shell.connection import ClientConnection
@@ -24,13 +25,16 @@ class Sidecar:
 
     def __init__(self, settings: Settings, firewall: Firewall | None = None) -> None:
         self.settings = settings
-        self.firewall = firewall or Firewall(load_rules(settings.rules_dir))
+        gate = ApprovalGate(settings.approvals) if settings.approvals else None
+        self.firewall = firewall or Firewall(load_rules(settings.rules_dir), gate=gate)
         self.cancel_keys = CancelRegistry()
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
+        if self.firewall.gate is not None:
+            await self.firewall.gate.open()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ClientConnection(self),
@@ -63,6 +67,8 @@ class Sidecar:
             task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.firewall.gate is not None:
+            await self.firewall.gate.close()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a task, keeping a strong reference until it ends (PROTOCOL-NOTES §3)."""

@@ -26,7 +26,7 @@ ALLOW = Decision(Action.allow, "", "", "", "")
 DENY = Decision(Action.deny, "no-drop", 'sqlguard: statement refused by rule "no-drop"', "d", "h")
 
 
-def judge(text: bytes, identity: Identity) -> Decision:
+def judge(text: bytes, identity: Identity, token: str | None = None) -> Decision:
     return DENY if b"drop" in text.lower() else ALLOW
 
 
@@ -168,7 +168,7 @@ def test_statements_are_judged_again_after_a_rule_reload() -> None:
     versions = ["v1"]
     calls: list[bytes] = []
 
-    def counting_judge(text: bytes, identity: Identity) -> Decision:
+    def counting_judge(text: bytes, identity: Identity, token: str | None = None) -> Decision:
         calls.append(text)
         return judge(text, identity)
 
@@ -278,7 +278,7 @@ def test_truncated_server_messages_are_reported_not_raised(kind: bytes) -> None:
 def test_query_with_embedded_nul_is_judged_whole() -> None:
     seen: list[bytes] = []
 
-    def recording_judge(text: bytes, identity: Identity) -> Decision:
+    def recording_judge(text: bytes, identity: Identity, token: str | None = None) -> Decision:
         seen.append(text)
         return ALLOW
 
