@@ -1,4 +1,5 @@
-"""The `sqlguard` command: serve, demo, check, explain."""
+"""The `sqlguard` command: serve, demo, check, explain; approvals: keygen, approve, fingerprint,
+approvals list/show (in ``sqlguard.approvals.cli``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, BinaryIO, NoReturn
 import click
 
 from sqlguard.analysis.facts import StatementFacts
+from sqlguard.approvals.cli import COMMANDS as APPROVAL_COMMANDS
 from sqlguard.config import ConfigError, load_settings
 from sqlguard.policy.engine import evaluate
 from sqlguard.policy.loader import RuleError, RuleSet, RulesUnavailable, load_rules
@@ -25,6 +27,10 @@ from sqlguard.policy.report import decision_record, statement_record
 @click.version_option(package_name="sqlguard")
 def main() -> None:
     """sqlguard: a SQL firewall sidecar for PostgreSQL."""
+
+
+for _command in APPROVAL_COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()

@@ -30,6 +30,10 @@ from sqlguard.approvals.verify import Approver
 from sqlguard.config import ConfigError
 
 BUILTIN_MAX_TTL = 3600
+DEFAULT_TTL = 900
+DEFAULT_CLOCK_SKEW = 30
+DEFAULT_LEDGER = "approvals-ledger.sqlite3"
+DEFAULT_REQUESTS = "approval-requests.sqlite3"
 MAX_CLOCK_SKEW = 600
 """Must stay below ``ledger.RETAIN_AFTER_EXPIRY``: the ledger keeps ids that long."""
 _KEYS = frozenset({"max_ttl", "default_ttl", "clock_skew", "ledger", "requests", "approvers"})
@@ -47,10 +51,10 @@ class ApprovalSettings:
 
     approvers: Mapping[str, Approver]
     max_ttl: int = BUILTIN_MAX_TTL
-    default_ttl: int = 900
-    clock_skew: int = 30
-    ledger: str = "approvals-ledger.sqlite3"
-    requests: str = "approval-requests.sqlite3"
+    default_ttl: int = DEFAULT_TTL
+    clock_skew: int = DEFAULT_CLOCK_SKEW
+    ledger: str = DEFAULT_LEDGER
+    requests: str = DEFAULT_REQUESTS
 
 
 def parse_duration(value: Any, field: str) -> int:
@@ -80,14 +84,16 @@ def load_approval_settings(config_file: Path) -> ApprovalSettings:
         raise ConfigError(f"config file {config_file} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {config_file} must be a mapping of setting: value")
-    return approval_settings(data.get("approvals") or {}, config_file.parent)
+    return approval_settings(data.get("approvals"), config_file.parent)
 
 
 def approval_settings(
-    raw: Mapping[str, Any], base_dir: Path, state_dir: Path | None = None
+    raw: Mapping[str, Any] | None, base_dir: Path, state_dir: Path | None = None
 ) -> ApprovalSettings:
-    """Settings from the ``approvals`` mapping; relative paths are taken from ``base_dir``,
-    and the default ledger and request files go to ``state_dir`` (default: ``base_dir``)."""
+    """Settings from the ``approvals`` mapping (None: all defaults); relative paths are taken
+    from ``base_dir``, the default ledger and request files go to ``state_dir`` (default:
+    ``base_dir``)."""
+    raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
         raise ConfigError("approvals must be a mapping (max_ttl, clock_skew, approvers, ...)")
     values = {str(key).replace("-", "_"): value for key, value in raw.items()}
@@ -100,7 +106,7 @@ def approval_settings(
         default_ttl=_default_ttl(values, max_ttl),
         clock_skew=_clock_skew(values),
         ledger=_ledger(values, base_dir, state),
-        requests=str(base_dir / values.get("requests", state / ApprovalSettings.requests)),
+        requests=str(base_dir / values.get("requests", state / DEFAULT_REQUESTS)),
     )
 
 
@@ -112,7 +118,7 @@ def _positive(values: Mapping[str, Any], key: str, default: int) -> int:
 
 
 def _default_ttl(values: Mapping[str, Any], max_ttl: int) -> int:
-    default_ttl = _positive(values, "default_ttl", min(ApprovalSettings.default_ttl, max_ttl))
+    default_ttl = _positive(values, "default_ttl", min(DEFAULT_TTL, max_ttl))
     if default_ttl > max_ttl:
         raise ConfigError(
             f"approvals.default_ttl ({default_ttl} s) is longer than approvals.max_ttl "
@@ -122,7 +128,7 @@ def _default_ttl(values: Mapping[str, Any], max_ttl: int) -> int:
 
 
 def _clock_skew(values: Mapping[str, Any]) -> int:
-    skew = parse_duration(values.get("clock_skew", ApprovalSettings.clock_skew), "approvals.clock_skew")
+    skew = parse_duration(values.get("clock_skew", DEFAULT_CLOCK_SKEW), "approvals.clock_skew")
     if skew > MAX_CLOCK_SKEW:
         raise ConfigError(
             f"approvals.clock_skew must be at most {MAX_CLOCK_SKEW // 60} minutes; "
@@ -132,7 +138,7 @@ def _clock_skew(values: Mapping[str, Any]) -> int:
 
 
 def _ledger(values: Mapping[str, Any], base_dir: Path, state: Path) -> str:
-    ledger = str(values.get("ledger", state / ApprovalSettings.ledger))
+    ledger = str(values.get("ledger", state / DEFAULT_LEDGER))
     if ledger.startswith(("postgresql://", "postgres://")):
         return ledger
     return str(base_dir / ledger)
@@ -158,8 +164,10 @@ def _approver(entry: Any, where: str, base_dir: Path) -> Approver:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.name must be the approver's name (their PostgreSQL user)")
     where = f"{where} ({name})"
+    if not isinstance(entry.get("public_key"), str):
+        raise ConfigError(f"{where}.public_key must be the path of the approver's NAME.pub file")
     try:
-        key = load_public_key(base_dir / str(entry.get("public_key", "")))
+        key = load_public_key(base_dir / entry["public_key"])
     except KeyFileError as exc:
         raise ConfigError(f"{where}.public_key: {exc}") from None
     revoked = entry.get("revoked", False)
@@ -169,8 +177,10 @@ def _approver(entry: Any, where: str, base_dir: Path) -> Approver:
 
 
 def _groups(groups: Any, where: str) -> frozenset[str]:
-    if not isinstance(groups, list) or not groups or not all(
-        isinstance(group, str) and group for group in groups
+    if (
+        not isinstance(groups, list)
+        or not groups
+        or not all(isinstance(group, str) and group for group in groups)
     ):
         raise ConfigError(
             f"{where}.groups must list the requester groups this approver may approve for "

@@ -66,8 +66,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """The Ed25519 public key in ``path`` (PEM, as ``sqlguard keygen`` writes it)."""
+    data = _read(path)
     try:
-        key = serialization.load_pem_public_key(_read(path))
+        key = serialization.load_pem_public_key(data)
     except ValueError:
         raise KeyFileError(
             f"{path} is not a PEM public key (use the .pub file sqlguard keygen wrote)"

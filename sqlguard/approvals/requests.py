@@ -12,6 +12,7 @@ without an fsync, which takes well under a millisecond, so the shell may call th
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import sqlite3
 import threading
@@ -107,7 +108,7 @@ class RequestStore:
                 continue
         raise StoreError(f"{self.path}: no free request id after 3 tries")
 
-    def list(self, pending_only: bool = True, limit: int = 100) -> list[ApprovalRequest]:
+    def list(self, pending_only: bool = True, limit: int = 100) -> builtins.list[ApprovalRequest]:
         """The most recently asked requests first."""
         where = "WHERE status = 'pending'" if pending_only else ""
         rows = self._rows(
@@ -149,7 +150,7 @@ class RequestStore:
             (now, requester, approver, database, fingerprint, outcome, token_id),
         )
 
-    def outcomes(self, requester: str, fingerprint: str, limit: int = 50) -> list[Outcome]:
+    def outcomes(self, requester: str, fingerprint: str, limit: int = 50) -> builtins.list[Outcome]:
         """The latest outcomes of tokens presented by ``requester`` for one statement."""
         rows = self._rows(
             "SELECT * FROM outcomes WHERE requester = ? AND fingerprint = ?"
@@ -162,7 +163,7 @@ class RequestStore:
         with self._lock:
             self._db.close()
 
-    def _rows(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[object, ...]]:
+    def _rows(self, sql: str, parameters: tuple[object, ...]) -> builtins.list[tuple[object, ...]]:
         """Run one statement (autocommitted) and fetch all its rows under the lock: a cursor
         not read to its end keeps the statement, and with it the write lock, open."""
         with self._lock:
