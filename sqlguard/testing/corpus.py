@@ -22,7 +22,8 @@ class CorpusItem:
     category: str
     expected: str  # allow | deny | require_approval
     message: bytes  # the exact bytes of the simple-query message text
-    postgres_rejects: bool  # not valid PostgreSQL: the firewall must fail closed
+    postgres_rejects: bool  # PostgreSQL rejects or never parses it (NUL, invalid UTF-8)
+    pg_statements: tuple[str, ...]  # the top-level statements PostgreSQL's parser sees
 
 
 def load_corpus(path: Path = DEFAULT_PATH) -> list[CorpusItem]:
@@ -40,7 +41,8 @@ def _item(raw: dict[str, Any]) -> CorpusItem:
         expected=raw["expected"],
         message=_message(raw),
         postgres_rejects=bool(raw.get("intentionally_invalid"))
-        or raw.get("pg", {}).get("grammar_valid") is False,
+        or raw.get("pg", {}).get("grammar_valid") is not True,
+        pg_statements=tuple(raw.get("pg", {}).get("statements") or ()),
     )
 
 

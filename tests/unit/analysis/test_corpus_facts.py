@@ -8,19 +8,18 @@ verdicts themselves (deny / require_approval / allow) are the policy tests' busi
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from sqlguard.analysis.facts import Kind, StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
+from sqlguard.testing.corpus import CorpusItem, load_corpus
 
-CORPUS = Path(__file__).parents[4] / "shared" / "corpus" / "evasion.yaml"
+CORPUS = load_corpus()
+ALLOWED = [item for item in CORPUS if item.expected == "allow"]
 Facts = Sequence[StatementFacts]
+pytestmark = pytest.mark.skipif(not CORPUS, reason="the corpus is not beside this checkout")
 
 
 def _unknown_or_unscoped(facts: Facts) -> bool:
@@ -72,41 +71,23 @@ SIGNALS: dict[str, Callable[[Facts], bool]] = {
 """Per category: the fact a rule refuses on, present exactly for the items to deny."""
 
 
-def _items(expected: str | None = None) -> list[Any]:
-    if not CORPUS.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS}"))]
-    items = yaml.safe_load(CORPUS.read_text(encoding="utf-8"))["items"]
-    chosen = [item for item in items if expected in (None, item["expected"])]
-    return [pytest.param(item, id=item["id"]) for item in chosen]
-
-
-def _message(item: dict[str, Any]) -> bytes:
-    if "sql_b64" in item:
-        return base64.b64decode(item["sql_b64"])
-    if "sql_build" in item:
-        build = item["sql_build"]
-        return (build["prefix"] + build["unit"] * build["count"] + build["suffix"]).encode()
-    return str(item["sql"]).encode()
-
-
-@pytest.mark.parametrize("item", _items())
-def test_corpus_item_facts(item: dict[str, Any]) -> None:
-    facts = analyze_bytes(_message(item))
+@pytest.mark.parametrize("item", CORPUS, ids=[item.id for item in CORPUS])
+def test_corpus_item_facts(item: CorpusItem) -> None:
+    facts = analyze_bytes(item.message)
     assert facts and all(isinstance(f, StatementFacts) for f in facts)
-    pg = item["pg"]
-    if item.get("intentionally_invalid") or pg.get("grammar_valid") is not True:
-        assert any(f.is_unknown for f in facts), item["id"]
+    if item.postgres_rejects:
+        assert any(f.is_unknown for f in facts), item.id
     else:  # what PostgreSQL parses, sqlguard understands, statement for statement
         assert not any(f.is_unknown for f in facts), [f.reason for f in facts]
-        assert len(facts) == len(pg["statements"])
-    signal = SIGNALS.get(item["category"])
+        assert len(facts) == len(item.pg_statements)
+    signal = SIGNALS.get(item.category)
     if signal is not None:
-        assert signal(facts) == (item["expected"] == "deny"), [f for f in facts]
+        assert signal(facts) == (item.expected == "deny"), [f for f in facts]
 
 
-@pytest.mark.parametrize("item", _items("allow"))
-def test_allowed_items_have_no_refusing_fact(item: dict[str, Any]) -> None:
-    for facts in analyze_bytes(_message(item)):
+@pytest.mark.parametrize("item", ALLOWED, ids=[item.id for item in ALLOWED])
+def test_allowed_items_have_no_refusing_fact(item: CorpusItem) -> None:
+    for facts in analyze_bytes(item.message):
         assert not facts.is_unknown and not facts.unscoped
         assert not facts.copy_endpoints & {"program", "file"}
         assert Kind.session not in facts.kinds
