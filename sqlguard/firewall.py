@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sqlguard.decisions")
 
+_NO_APPROVERS = (
+    "No approvers are configured on this sidecar (the approvals: section of its config), "
+    "so ask a DBA to review and run it."
+)
 # Texts longer than this are analysed every time: caching them could pin a lot of memory.
 _CACHEABLE_TEXT = 8 * 1024
 
@@ -97,12 +102,19 @@ class Firewall:
             decision = self._decide((text, identity))
         else:
             decision = self._decisions.get_or_make((text, identity), self._decide)
-        if decision.action is Action.require_approval and self.gate is not None:
-            groups = [group.name for group in self._rules.groups_of(identity)]
-            decision = self.gate.review(decision, text.decode(), identity, token, groups)
+        if decision.action is Action.require_approval:
+            decision = self._review(decision, text, identity, token)
         if decision.action is not Action.allow or decision.observed:
             _log_decision(decision, identity)
         return decision
+
+    def _review(
+        self, decision: Decision, text: bytes, identity: Identity, token: str | None
+    ) -> Decision:
+        if self.gate is None:
+            return replace(decision, hint=f"{decision.hint} {_NO_APPROVERS}".strip())
+        groups = [group.name for group in self._rules.groups_of(identity)]
+        return self.gate.review(decision, text.decode(), identity, token, groups)
 
     def facts(self, text: bytes) -> tuple[StatementFacts, ...]:
         if len(text) > _CACHEABLE_TEXT:

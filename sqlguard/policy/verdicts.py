@@ -20,10 +20,7 @@ _VERBS = {
     Action.require_approval: "refused",
     Action.deny: "refused",
 }
-_APPROVAL_HINT = (
-    "This statement needs an approval. The approval workflow is not available yet: "
-    "ask a DBA to review and run it."
-)
+_APPROVAL_HINT = "This statement needs an approval from a second person."
 
 
 @dataclass(frozen=True, slots=True)

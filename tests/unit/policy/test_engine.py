@@ -186,11 +186,11 @@ def test_refusal_names_the_rule_and_says_what_and_where() -> None:
     assert decision.sqlstate == "42501"
 
 
-def test_require_approval_refuses_and_says_approval_is_not_available_yet() -> None:
+def test_require_approval_refuses_and_says_an_approval_is_needed() -> None:
     approve = Rule("approve", Action.require_approval, Match(), message="m", hint="Ask first.")
     decision = decide([approve], facts(Kind.drop))
     assert decision.refused and decision.action is Action.require_approval
-    assert decision.hint.startswith("Ask first. ") and "not available yet" in decision.hint
+    assert decision.hint.startswith("Ask first. ") and "needs an approval" in decision.hint
 
 
 def test_observe_passes_but_reports_every_observing_rule() -> None:
