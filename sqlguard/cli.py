@@ -17,6 +17,7 @@ import click
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.approvals.cli import COMMANDS as APPROVAL_COMMANDS
 from sqlguard.config import ConfigError, load_settings
+from sqlguard.observe.audit_cli import COMMANDS as AUDIT_COMMANDS
 from sqlguard.policy.engine import evaluate
 from sqlguard.policy.loader import RuleError, RuleSet, RulesUnavailable, load_rules
 from sqlguard.policy.model import Decision, Identity
@@ -29,7 +30,7 @@ def main() -> None:
     """sqlguard: a SQL firewall sidecar for PostgreSQL."""
 
 
-for _command in APPROVAL_COMMANDS:
+for _command in (*APPROVAL_COMMANDS, *AUDIT_COMMANDS):
     main.add_command(_command)
 
 
@@ -39,19 +40,28 @@ for _command in APPROVAL_COMMANDS:
 @click.option("--upstream", help="postgresql://USER[:PASSWORD]@HOST:PORT/DBNAME of the database.")
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path), help="Rule file directory.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option(
+    "--admin", "admin_listen", help="HOST:PORT for /metrics, /healthz, /readyz, /status, /reload."
+)
 def serve(
     config_file: Path | None,
     listen: str | None,
     upstream: str | None,
     rules_dir: Path | None,
     log_level: str | None,
+    admin_listen: str | None,
 ) -> None:
     """Run the sidecar in front of a PostgreSQL server (SIGHUP reloads rules)."""
     from sqlguard.shell.server import run
 
     try:
         settings = load_settings(
-            config_file, listen=listen, upstream=upstream, rules_dir=rules_dir, log_level=log_level
+            config_file,
+            listen=listen,
+            upstream=upstream,
+            rules_dir=rules_dir,
+            log_level=log_level,
+            admin_listen=admin_listen,
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -60,10 +70,8 @@ def serve(
         run(settings)
     except RuleError as exc:
         raise click.ClickException(f"rules not loaded: {exc}") from exc
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {settings.listen_host}:{settings.listen_port}: {exc}"
-        ) from exc
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
 
 
 @main.command()

@@ -8,6 +8,7 @@ that does not start.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,10 @@ class Settings:
     # Seconds between checks of the rules directory for changed files (0 turns it off).
     rules_poll_interval: float = 1.0
     log_level: str = "INFO"
+    # HOST:PORT of the admin HTTP endpoint (/metrics, /healthz, /readyz, /status, /reload);
+    # empty: off. Bound anywhere but loopback, it requires admin_token.
+    admin_listen: str = ""
+    admin_token: str = field(default="", repr=False)
     # Approvers, token lifetimes, ledger and request store (the `approvals:` section).
     approvals: ApprovalSettings | None = None
 
@@ -106,6 +111,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         assert config_file is not None
         values["approvals"] = approval_settings(values["approvals"] or {}, config_file.parent)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if "admin_token" not in values and os.environ.get("SQLGUARD_ADMIN_TOKEN"):
+        values["admin_token"] = os.environ["SQLGUARD_ADMIN_TOKEN"]
     known = {f.name for f in dataclasses.fields(Settings)} | {"listen"}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -77,6 +77,8 @@ class Firewall:
     ) -> None:
         self._rules = rules
         self.gate = gate
+        # Called with every decision (metrics); set by the shell, must be cheap.
+        self.on_decision: Callable[[Decision], None] | None = None
         self._facts = BoundedCache[bytes, tuple[StatementFacts, ...]](cache_size)
         self._decisions = BoundedCache[tuple[bytes, Identity], Decision](cache_size)
 
@@ -106,7 +108,16 @@ class Firewall:
             decision = self._review(decision, text, identity, token)
         if decision.action is not Action.allow or decision.observed:
             _log_decision(decision, identity)
+        if self.on_decision is not None:
+            self.on_decision(decision)
         return decision
+
+    def cache_stats(self) -> dict[str, tuple[int, int]]:
+        """(hits, misses) of the facts and decision caches, for metrics."""
+        return {
+            "facts": (self._facts.hits, self._facts.misses),
+            "decisions": (self._decisions.hits, self._decisions.misses),
+        }
 
     def _review(
         self, decision: Decision, text: bytes, identity: Identity, token: str | None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 
 from sqlguard.analysis.fingerprint import fingerprint
@@ -33,6 +33,8 @@ class ApprovalGate:
         self.settings = settings
         self.requests = RequestStore(settings.requests)
         self.ledger: Ledger = open_ledger(settings.ledger)
+        # Called with each outcome ("used", "replayed", "expired", ...): metrics.
+        self.on_outcome: Callable[[str], None] | None = None
 
     async def open(self) -> None:
         await self.ledger.connect()
@@ -105,6 +107,8 @@ class ApprovalGate:
             statement.fingerprint,
             token_id or "-",
         )
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
         self.requests.record_outcome(
             statement.requester,
             approver,

@@ -49,6 +49,13 @@ class ConsumeApproval:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginResult:
+    """The upstream accepted (ReadyForQuery) or refused (FATAL) the client's login."""
+
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Flush what is queued, then close both sides."""
 
@@ -56,5 +63,12 @@ class Close:
 
 
 Command = (
-    ToClient | ToServer | OpenUpstream | ForwardCancel | RegisterCancelKey | ConsumeApproval | Close
+    ToClient
+    | ToServer
+    | OpenUpstream
+    | ForwardCancel
+    | RegisterCancelKey
+    | ConsumeApproval
+    | LoginResult
+    | Close
 )

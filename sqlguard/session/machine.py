@@ -24,6 +24,7 @@ from sqlguard.session.commands import (
     Command,
     ConsumeApproval,
     ForwardCancel,
+    LoginResult,
     OpenUpstream,
     RegisterCancelKey,
     ToClient,
@@ -325,8 +326,12 @@ class Session:
     def _server_message(self, frame: Frame, commands: list[Command]) -> bytes:
         kind = frame.type
         if kind == ord("Z"):
+            if self.phase is Phase.AUTH:
+                commands.append(LoginResult(ok=True))
             return self._on_ready(frame)
         if kind == ord("E"):
+            if self.phase is Phase.AUTH:
+                commands.append(LoginResult(ok=False))
             return self._on_server_error(frame)
         if kind == ord("K"):
             return self._on_backend_key(frame, commands)

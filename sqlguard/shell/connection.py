@@ -17,6 +17,7 @@ from sqlguard.session.commands import (
     Command,
     ConsumeApproval,
     ForwardCancel,
+    LoginResult,
     OpenUpstream,
     RegisterCancelKey,
     ToClient,
@@ -58,6 +59,7 @@ class ClientConnection(asyncio.Protocol):
         self.session = Session(firewall.judge, firewall.rules_version, self.peer)
         self.session.set_max_message_bytes(self._sidecar.settings.max_message_bytes)
         self._sidecar.connections.add(self)
+        self._sidecar.metrics.connection_opened()
 
     def data_received(self, data: bytes) -> None:
         assert self.session is not None
@@ -114,6 +116,9 @@ class ClientConnection(asyncio.Protocol):
                 self._register_cancel_key(command)
             elif isinstance(command, ForwardCancel):
                 self._sidecar.forward_cancel(command.pid, command.key)
+            elif isinstance(command, LoginResult):
+                assert self.session is not None and self.session.identity is not None
+                self._sidecar.metrics.login(self.session.identity.user, command.ok)
             elif isinstance(command, ConsumeApproval):
                 self._consume_approval(command)
             elif isinstance(command, Close):
@@ -178,7 +183,9 @@ class ClientConnection(asyncio.Protocol):
         for pid, key in self._cancel_keys:
             self._sidecar.cancel_keys.unregister(pid, key)
         self._cancel_keys.clear()
-        self._sidecar.connections.discard(self)
+        if self in self._sidecar.connections:
+            self._sidecar.connections.discard(self)
+            self._sidecar.metrics.connection_closed()
 
 
 class UpstreamProtocol(asyncio.Protocol):

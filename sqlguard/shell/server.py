@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import signal
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sqlguard.config import Settings
+from sqlguard.config import Settings, parse_listen
 from sqlguard.firewall import Firewall
 from sqlguard.gate import ApprovalGate
+from sqlguard.observe.admin import AdminServer
+from sqlguard.observe.metrics import SidecarMetrics
 from sqlguard.policy.loader import RuleError, load_rules
+from sqlguard.policy.model import Decision
 from sqlguard.session.cancel import CancelRegistry
 from sqlguard.shell.connection import ClientConnection
 from sqlguard.shell.reload import watch_rules
@@ -27,6 +32,13 @@ class Sidecar:
         self.settings = settings
         gate = ApprovalGate(settings.approvals) if settings.approvals else None
         self.firewall = firewall or Firewall(load_rules(settings.rules_dir), gate=gate)
+        self.metrics = SidecarMetrics(
+            rules_version=self.firewall.rules_version(), caches=self.firewall.cache_stats
+        )
+        self.firewall.on_decision = self._count_decision
+        if self.firewall.gate is not None:
+            self.firewall.gate.on_outcome = self.metrics.approval
+        self._admin: AdminServer | None = None
         self.cancel_keys = CancelRegistry()
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -43,6 +55,18 @@ class Sidecar:
             reuse_address=True,
             backlog=1024,
         )
+        if self.settings.admin_listen:
+            host, port = parse_listen(self.settings.admin_listen)
+            self._admin = AdminServer(
+                host,
+                port,
+                token=self.settings.admin_token or None,
+                metrics=self.metrics,
+                status=self.status,
+                ready=self.ready,
+                reload=self.reload_rules,
+            )
+            await self._admin.start()
         log.info(
             "sqlguard listening on %s:%d, upstream %s, rules %s (version %s)",
             self.settings.listen_host,
@@ -59,6 +83,8 @@ class Sidecar:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        if self._admin is not None:
+            await self._admin.stop()
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
@@ -108,13 +134,38 @@ class Sidecar:
         try:
             rules = load_rules(self.settings.rules_dir)
         except RuleError as exc:
-            log.error(
-                "rule reload failed, keeping version %s: %s", self.firewall.rules_version(), exc
-            )
+            version = self.firewall.rules_version()
+            log.error("rule reload failed, keeping version %s: %s", version, exc)
+            self.metrics.rules_reloaded(False, version)
             return False
         self.firewall.replace_rules(rules)
         log.info("rules reloaded: version %s", rules.version)
+        self.metrics.rules_reloaded(True, rules.version)
         return True
+
+    def _count_decision(self, decision: Decision) -> None:
+        self.metrics.statement(decision, None, None)
+
+    def status(self) -> dict[str, object]:
+        """What GET /status shows: versions and open connections by user."""
+        users = Counter(
+            c.session.identity.user for c in self.connections if c.session and c.session.identity
+        )
+        return {
+            "version": importlib.metadata.version("sqlguard"),
+            "rules_version": self.firewall.rules_version(),
+            "connections": sum(users.values()),
+            "connections_by_user": dict(users),
+        }
+
+    async def ready(self) -> tuple[bool, str]:
+        """Ready when the upstream accepts a TCP connection (the rules are loaded at start)."""
+        try:
+            transport = await self.connect_upstream(asyncio.Protocol)
+        except (OSError, TimeoutError) as exc:
+            return False, f"upstream {self.settings.upstream.address} unreachable: {exc}"
+        transport.close()
+        return True, "ok"
 
 
 async def serve(settings: Settings, ready: Callable[[Sidecar], None] | None = None) -> None:

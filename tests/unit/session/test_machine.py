@@ -12,6 +12,7 @@ from sqlguard.policy.model import Action, Decision, Identity
 from sqlguard.session.commands import (
     Close,
     ForwardCancel,
+    LoginResult,
     OpenUpstream,
     RegisterCancelKey,
     ToClient,
@@ -272,7 +273,7 @@ def test_truncated_server_messages_are_reported_not_raised(kind: bytes) -> None:
     session = Session(judge, lambda: "v1")
     session.receive_client(startup())
     commands = session.receive_server(m.message(kind, b"\0"))
-    assert all(isinstance(c, ToClient | Close | RegisterCancelKey) for c in commands)
+    assert all(isinstance(c, ToClient | Close | RegisterCancelKey | LoginResult) for c in commands)
 
 
 def test_query_with_embedded_nul_is_judged_whole() -> None:
@@ -287,3 +288,14 @@ def test_query_with_embedded_nul_is_judged_whole() -> None:
     session.receive_server(m.ready_for_query(b"I"))
     session.receive_client(m.message(b"Q", b"DELETE FROM t WHERE id = 1\0 OR true\0"))
     assert seen == [b"DELETE FROM t WHERE id = 1\0 OR true"]
+
+
+def test_login_result_is_reported_once_either_way() -> None:
+    ok = Session(judge, lambda: "v1")
+    ok.receive_client(startup())
+    assert LoginResult(ok=True) in ok.receive_server(m.ready_for_query(b"I"))
+    assert LoginResult(ok=True) not in ok.receive_server(m.ready_for_query(b"I"))
+    failed = Session(judge, lambda: "v1")
+    failed.receive_client(startup())
+    error = m.message(b"E", b"SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed\0\0")
+    assert LoginResult(ok=False) in failed.receive_server(error)

@@ -1,0 +1,1 @@
+"""Adapters fed by the firewall's decision events: audit log, metrics, admin endpoint."""

@@ -1,0 +1,302 @@
+"""The audit log writer: ``submit`` never blocks the data path, and no record is lost silently.
+
+``submit`` only appends to a bounded in-memory queue. One thread takes batches from the
+front, seals them into the chain, writes, fsyncs, and only then removes them from the queue
+and adopts the new chain position. A failed write (disk full, file too large, I/O error)
+therefore loses nothing: the file is cut back to its last complete record, the records stay
+queued, the thread retries with backoff, and the first write that succeeds recovers.
+
+While records cannot be written, the ``policy`` decides what the proxy does (it asks
+``accepting`` before each statement):
+
+* ``fail_closed`` (default): not accepting while the disk fails or ``queue_size`` records wait;
+  the proxy refuses statements with ``UNAVAILABLE_MESSAGE``. Events already under way
+  (a statement finishing, a connection closing) still queue, up to twice ``queue_size``.
+* ``fail_open``: always accepting. Beyond twice ``queue_size`` a record is refused by
+  ``submit`` (which returns False), counted in ``dropped`` and logged: never silently.
+
+On start the writer continues the chain from the last complete record on disk; an unfinished
+line left by a crash is cut off and kept, as text, in a ``crash_recovered`` record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from sqlguard.observe.audit_chain import CHAIN_FIELDS, AuditChain, canonical, parse_record
+from sqlguard.observe.audit_config import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_QUEUE_SIZE,
+    AuditSettings,
+    Policy,
+)
+from sqlguard.observe.audit_read import rotated_files, rotated_name
+
+log = logging.getLogger("sqlguard.audit")
+
+BATCH = 512
+"""Records per write and fsync: large enough to amortise fsync, small enough to retry."""
+UNAVAILABLE_SQLSTATE = "53000"
+"""insufficient_resources: what the proxy answers while the log is not accepting."""
+UNAVAILABLE_MESSAGE = "sqlguard cannot write its audit log; statements are refused until it can"
+
+
+class AuditError(RuntimeError):
+    """The existing log cannot be continued (its last line is not an audit record)."""
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with microseconds, the ``ts`` of every record."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class AuditLog:
+    """The chained, rotated JSON-lines audit log of one sidecar. ``start()`` before use."""
+
+    def __init__(
+        self,
+        path: Path,
+        key: bytes,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        policy: Policy = Policy.fail_closed,
+        fsync: bool = True,
+        retry: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        self.path, self.policy = path, policy
+        self._max_bytes, self._queue_size = max_bytes, queue_size
+        self._fsync, self._retry = fsync, retry
+        self._queue: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._chain = AuditChain(key)
+        self._prefix: list[dict[str, Any]] = []  # the writer's own records, due first
+        self._fd: int | None = None
+        self._size = 0  # bytes of complete records in the live file
+        self._healthy, self._closing, self._abandon = True, False, False
+        self._thread: threading.Thread | None = None
+        self.write_errors = self.records_written = self.dropped = 0
+        self.last_error = ""
+
+    @classmethod
+    def from_settings(cls, settings: AuditSettings) -> AuditLog:
+        return cls(
+            settings.path,
+            settings.key,
+            max_bytes=settings.max_bytes,
+            queue_size=settings.queue_size,
+            policy=settings.policy,
+            fsync=settings.fsync,
+        )
+
+    def start(self) -> AuditLog:
+        """Continue the chain on disk and start the writing thread (raises if it cannot)."""
+        if self._thread is not None:
+            raise RuntimeError("the audit log is already started")
+        try:
+            self._resume()
+        except BaseException:
+            self._close_file()
+            raise
+        self._thread = threading.Thread(target=self._run, name="sqlguard-audit", daemon=True)
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> AuditLog:
+        """Start, unless ``start()`` was already called."""
+        return self if self._thread else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def healthy(self) -> bool:
+        """Did the last write succeed?"""
+        return self._healthy
+
+    @property
+    def accepting(self) -> bool:
+        """May the proxy run new statements? (See the module docstring for the policies.)"""
+        if self._closing:
+            return False
+        if self.policy is Policy.fail_open:
+            return True
+        return self._healthy and len(self._queue) < self._queue_size
+
+    def submit(self, record: dict[str, Any]) -> bool:
+        """Queue ``record`` (``ts`` added if missing) without waiting for the disk.
+
+        False means it was not queued (closed, or the hard cap reached): counted and logged.
+        Raises ValueError/TypeError for a record JSON cannot carry, so the mistake shows here.
+        """
+        if CHAIN_FIELDS & record.keys():
+            raise ValueError(f"audit records must not set {sorted(CHAIN_FIELDS)}")
+        record = record if "ts" in record else {"ts": utc_now(), **record}
+        canonical(record).encode()
+        with self._cond:
+            if self._closing or len(self._queue) >= 2 * self._queue_size:
+                self.dropped += 1
+                refused = self.dropped
+            else:
+                self._queue.append(record)
+                self._cond.notify()
+                return True
+        if refused == 1 or refused % 1000 == 0:
+            log.error("audit log: %d record(s) could not be queued: %s", refused, self.last_error)
+        return False
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Write what is queued (waiting at most ``timeout`` s); return how many were not."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout)
+        with self._cond:
+            left, self._abandon = len(self._queue), True
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(1.0)
+        if left:
+            log.error("audit log closed with %d record(s) unwritten: %s", left, self.last_error)
+        return left
+
+    def _resume(self) -> None:
+        """Adopt the chain position of the last complete record; cut off a crash's leftover."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._fd = _open_append(self.path)
+        line, unfinished = _read_tail(self.path)
+        if unfinished:
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - len(unfinished))
+            text = unfinished.decode(errors="replace")
+            self._prefix.append({"ts": utc_now(), "type": "crash_recovered", "discarded": text})
+        self._size = os.fstat(self._fd).st_size
+        older = rotated_files(self.path)
+        if not line and older:
+            line = _read_tail(older[-1])[0]
+        if line:
+            self._chain = _chain_after(self._chain.key, line, self.path)
+
+    def _run(self) -> None:
+        delay = self._retry[0]
+        while batch := self._next_batch():
+            if self._write(batch):
+                delay = self._retry[0]
+            elif not self._pause(delay):
+                break
+            else:
+                delay = min(delay * 2, self._retry[1])
+        self._close_file()
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _next_batch(self) -> list[dict[str, Any]]:
+        """The oldest queued records (left queued until written); empty means stop."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._closing or self._abandon)
+            return [] if self._abandon else list(islice(self._queue, BATCH))
+
+    def _pause(self, delay: float) -> bool:
+        """Wait before retrying; False when ``close`` gave up waiting."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._abandon, timeout=delay)
+            return not self._abandon
+
+    def _write(self, batch: list[dict[str, Any]]) -> bool:
+        chain = self._chain.copy()
+        try:
+            self._prepare_file()
+            records = [*self._prefix, *batch]
+            data = "".join(chain.seal(record) + "\n" for record in records).encode()
+            _write_all(self._fd, data)
+            if self._fsync:
+                os.fsync(self._fd)  # type: ignore[arg-type]
+        except OSError as exc:
+            self._failed(exc)
+            return False
+        self._written(chain, len(data), len(batch))
+        return True
+
+    def _prepare_file(self) -> None:
+        """Reopen if needed, cut a failed write's partial line, and rotate when full."""
+        if self._fd is None:
+            self._fd = _open_append(self.path)
+        if os.fstat(self._fd).st_size != self._size:
+            os.ftruncate(self._fd, self._size)
+        if self._size >= self._max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        """Rename the live file to the next number; the chain goes on in a new live file."""
+        self._close_file()
+        older = rotated_files(self.path)
+        number = int(older[-1].name.rpartition(".")[2]) + 1 if older else 1
+        target = rotated_name(self.path, number)
+        os.rename(self.path, target)
+        self._size = 0
+        self._prefix.append({"ts": utc_now(), "type": "rotated_from", "file": target.name})
+        self._fd = _open_append(self.path)
+
+    def _failed(self, exc: OSError) -> None:
+        with self._cond:
+            self.write_errors += 1
+            self.last_error = f"{self.path}: {exc.strerror or exc}"
+            was_healthy, self._healthy = self._healthy, False
+        if was_healthy:
+            log.error("audit log: cannot write (%s); policy %s", self.last_error, self.policy)
+
+    def _written(self, chain: AuditChain, size: int, count: int) -> None:
+        with self._cond:
+            for _ in range(count):
+                self._queue.popleft()
+            self._chain, self._size, self._prefix = chain, self._size + size, []
+            self.records_written += count
+            recovered, self._healthy = not self._healthy, True
+        if recovered:
+            log.warning("audit log: writing again after %d error(s)", self.write_errors)
+
+
+def _open_append(path: Path) -> int:
+    """The live file for appending, created 0600: the log holds statement text."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+
+def _write_all(fd: int | None, data: bytes) -> None:
+    """Write all of ``data``; a short write at a size limit is followed by the real error."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]  # type: ignore[arg-type]
+
+
+def _read_tail(path: Path) -> tuple[bytes, bytes]:
+    """The last complete line of ``path`` (without newline), and any unfinished bytes after."""
+    with path.open("rb") as file:
+        end = file.seek(0, os.SEEK_END)
+        start, buffer = end, b""
+        while start > 0 and buffer.count(b"\n") < 2:
+            start = max(0, start - 65536)
+            file.seek(start)
+            buffer = file.read(end - start)
+    complete, newline, unfinished = buffer.rpartition(b"\n")
+    return complete.rpartition(b"\n")[2] if newline else b"", unfinished
+
+
+def _chain_after(key: bytes, line: bytes, path: Path) -> AuditChain:
+    record = parse_record(line.decode(errors="replace"))
+    if record is None:
+        raise AuditError(f"{path}: the last line is not an audit record; move the file aside")
+    return AuditChain(key, record["mac"], record["seq"] + 1)
