@@ -18,6 +18,7 @@ import yaml
 
 if TYPE_CHECKING:
     from sqlguard.approvals.config import ApprovalSettings
+    from sqlguard.observe.audit_config import AuditSettings
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
@@ -60,6 +61,8 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     # Approvers, token lifetimes, ledger and request store (the `approvals:` section).
     approvals: ApprovalSettings | None = None
+    # The tamper-evident audit log (the `audit:` section): path, HMAC key, policy.
+    audit: AuditSettings | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -104,6 +107,11 @@ def parse_upstream(url: str) -> Upstream:
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from an optional YAML file, then flags (`None` means "not given")."""
     values = _read_file(config_file) if config_file else {}
+    if "audit" in values:
+        from sqlguard.observe.audit_config import audit_settings
+
+        assert config_file is not None
+        values["audit"] = audit_settings(values["audit"], config_file.parent)
     if "approvals" in values:
         # Imported here: the approvals settings report errors as this module's ConfigError.
         from sqlguard.approvals.config import approval_settings

@@ -34,6 +34,9 @@ _NO_APPROVERS = (
 # Texts longer than this are analysed every time: caching them could pin a lot of memory.
 _CACHEABLE_TEXT = 8 * 1024
 
+# (decision, who asked, the statements' facts, the statement text)
+DecisionListener = Callable[[Decision, Identity, tuple[StatementFacts, ...], bytes], None]
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -77,8 +80,10 @@ class Firewall:
     ) -> None:
         self._rules = rules
         self.gate = gate
-        # Called with every decision (metrics); set by the shell, must be cheap.
-        self.on_decision: Callable[[Decision], None] | None = None
+        # Called with every decision (metrics, audit); set by the shell, must be cheap.
+        self.on_decision: DecisionListener | None = None
+        # Asked first: a refusal for every statement while one is due (audit log down).
+        self.precheck: Callable[[], Decision | None] | None = None
         self._facts = BoundedCache[bytes, tuple[StatementFacts, ...]](cache_size)
         self._decisions = BoundedCache[tuple[bytes, Identity], Decision](cache_size)
 
@@ -100,7 +105,10 @@ class Firewall:
         `token` is an approval token sent with the statement; it matters only to statements
         the rules send for approval (it never overrides a deny).
         """
-        if self._rules.time_dependent or len(text) > _CACHEABLE_TEXT:
+        refusal = self.precheck() if self.precheck is not None else None
+        if refusal is not None:
+            decision = refusal
+        elif self._rules.time_dependent or len(text) > _CACHEABLE_TEXT:
             decision = self._decide((text, identity))
         else:
             decision = self._decisions.get_or_make((text, identity), self._decide)
@@ -109,7 +117,7 @@ class Firewall:
         if decision.action is not Action.allow or decision.observed:
             _log_decision(decision, identity)
         if self.on_decision is not None:
-            self.on_decision(decision)
+            self.on_decision(decision, identity, self.facts(text), text)
         return decision
 
     def cache_stats(self) -> dict[str, tuple[int, int]]:

@@ -33,8 +33,9 @@ class ApprovalGate:
         self.settings = settings
         self.requests = RequestStore(settings.requests)
         self.ledger: Ledger = open_ledger(settings.ledger)
-        # Called with each outcome ("used", "replayed", "expired", ...): metrics.
-        self.on_outcome: Callable[[str], None] | None = None
+        # Called with each outcome ("used", "replayed", "expired", ...) and who/what it was
+        # about: metrics and audit.
+        self.on_outcome: Callable[[str, dict[str, str]], None] | None = None
 
     async def open(self) -> None:
         await self.ledger.connect()
@@ -108,7 +109,14 @@ class ApprovalGate:
             token_id or "-",
         )
         if self.on_outcome is not None:
-            self.on_outcome(outcome)
+            fields = {
+                "requester": statement.requester,
+                "database": statement.database,
+                "approver": approver,
+                "fingerprint": statement.fingerprint,
+                "approval_id": token_id,
+            }
+            self.on_outcome(outcome, fields)
         self.requests.record_outcome(
             statement.requester,
             approver,

@@ -45,6 +45,7 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_keys: list[tuple[int, bytes]] = []
         self.session: Session | None = None
         self.peer = ""
+        self._close_reason = "client disconnected"
 
     # ---- client socket events ---------------------------------------------------------
 
@@ -60,6 +61,8 @@ class ClientConnection(asyncio.Protocol):
         self.session.set_max_message_bytes(self._sidecar.settings.max_message_bytes)
         self._sidecar.connections.add(self)
         self._sidecar.metrics.connection_opened()
+        if self._sidecar.auditor is not None:
+            self._sidecar.auditor.connection_opened(id(self), self.peer)
 
     def data_received(self, data: bytes) -> None:
         assert self.session is not None
@@ -117,8 +120,7 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(command, ForwardCancel):
                 self._sidecar.forward_cancel(command.pid, command.key)
             elif isinstance(command, LoginResult):
-                assert self.session is not None and self.session.identity is not None
-                self._sidecar.metrics.login(self.session.identity.user, command.ok)
+                self._login_result(command.ok)
             elif isinstance(command, ConsumeApproval):
                 self._consume_approval(command)
             elif isinstance(command, Close):
@@ -161,6 +163,12 @@ class ClientConnection(asyncio.Protocol):
         if self._client is not None and not self.session.awaiting_approval:
             self._client.resume_reading()
 
+    def _login_result(self, ok: bool) -> None:
+        assert self.session is not None and self.session.identity is not None
+        self._sidecar.metrics.login(self.session.identity.user, ok)
+        if self._sidecar.auditor is not None:
+            self._sidecar.auditor.login(id(self), self.session.identity, ok)
+
     def _register_cancel_key(self, command: RegisterCancelKey) -> None:
         upstream = UpstreamKey(command.pid, command.upstream_key)
         self._sidecar.cancel_keys.register(command.pid, command.client_key, upstream)
@@ -168,6 +176,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _close(self, reason: str) -> None:
         log.debug("closing connection from %s: %s", self.peer, reason)
+        self._close_reason = reason
         if self._client is not None:
             self._client.close()
         if self._upstream is not None:
@@ -186,6 +195,8 @@ class ClientConnection(asyncio.Protocol):
         if self in self._sidecar.connections:
             self._sidecar.connections.discard(self)
             self._sidecar.metrics.connection_closed()
+            if self._sidecar.auditor is not None:
+                self._sidecar.auditor.connection_closed(id(self), self._close_reason)
 
 
 class UpstreamProtocol(asyncio.Protocol):

@@ -10,13 +10,16 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sqlguard.analysis.facts import StatementFacts
 from sqlguard.config import Settings, parse_listen
 from sqlguard.firewall import Firewall
 from sqlguard.gate import ApprovalGate
 from sqlguard.observe.admin import AdminServer
+from sqlguard.observe.audit_writer import AuditLog
+from sqlguard.observe.auditor import Auditor
 from sqlguard.observe.metrics import SidecarMetrics
 from sqlguard.policy.loader import RuleError, load_rules
-from sqlguard.policy.model import Decision
+from sqlguard.policy.model import Decision, Identity
 from sqlguard.session.cancel import CancelRegistry
 from sqlguard.shell.connection import ClientConnection
 from sqlguard.shell.reload import watch_rules
@@ -32,12 +35,18 @@ class Sidecar:
         self.settings = settings
         gate = ApprovalGate(settings.approvals) if settings.approvals else None
         self.firewall = firewall or Firewall(load_rules(settings.rules_dir), gate=gate)
+        self.audit = AuditLog.from_settings(settings.audit) if settings.audit else None
+        self.auditor = Auditor(self.audit, self.firewall.rules_version) if self.audit else None
         self.metrics = SidecarMetrics(
-            rules_version=self.firewall.rules_version(), caches=self.firewall.cache_stats
+            rules_version=self.firewall.rules_version(),
+            caches=self.firewall.cache_stats,
+            audit_queue_depth=(lambda: self.audit.queue_depth) if self.audit else None,
+            audit_write_errors=(lambda: self.audit.write_errors) if self.audit else None,
         )
-        self.firewall.on_decision = self._count_decision
+        self.firewall.on_decision = self._on_decision
+        self.firewall.precheck = self.auditor.refusal if self.auditor else None
         if self.firewall.gate is not None:
-            self.firewall.gate.on_outcome = self.metrics.approval
+            self.firewall.gate.on_outcome = self._on_approval
         self._admin: AdminServer | None = None
         self.cancel_keys = CancelRegistry()
         self.connections: set[ClientConnection] = set()
@@ -45,6 +54,8 @@ class Sidecar:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.start)
         if self.firewall.gate is not None:
             await self.firewall.gate.open()
         loop = asyncio.get_running_loop()
@@ -95,6 +106,8 @@ class Sidecar:
             await self._server.wait_closed()
         if self.firewall.gate is not None:
             await self.firewall.gate.close()
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.close)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a task, keeping a strong reference until it ends (PROTOCOL-NOTES §3)."""
@@ -137,14 +150,31 @@ class Sidecar:
             version = self.firewall.rules_version()
             log.error("rule reload failed, keeping version %s: %s", version, exc)
             self.metrics.rules_reloaded(False, version)
+            if self.auditor is not None:
+                self.auditor.rules_reloaded(False, version)
             return False
         self.firewall.replace_rules(rules)
         log.info("rules reloaded: version %s", rules.version)
         self.metrics.rules_reloaded(True, rules.version)
+        if self.auditor is not None:
+            self.auditor.rules_reloaded(True, rules.version)
         return True
 
-    def _count_decision(self, decision: Decision) -> None:
+    def _on_decision(
+        self,
+        decision: Decision,
+        identity: Identity,
+        facts: tuple[StatementFacts, ...],
+        text: bytes,
+    ) -> None:
         self.metrics.statement(decision, None, None)
+        if self.auditor is not None:
+            self.auditor.statement(identity, facts, decision, text)
+
+    def _on_approval(self, outcome: str, fields: dict[str, str]) -> None:
+        self.metrics.approval(outcome)
+        if self.auditor is not None:
+            self.auditor.approval(outcome, fields)
 
     def status(self) -> dict[str, object]:
         """What GET /status shows: versions and open connections by user."""

@@ -1,0 +1,88 @@
+"""The proxy's events as audit records: one adapter, fed by the shell and the firewall.
+
+Statement texts are recorded sanitised (literals replaced), so the log never holds a value
+or a password from a statement; the fingerprint identifies the exact statement instead.
+When the log cannot take more records, `refusal()` is the decision every new statement gets
+(fail closed), until the writer catches up by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlguard.analysis.facts import StatementFacts
+from sqlguard.analysis.fingerprint import fingerprint
+from sqlguard.analysis.sanitize import query_summary, sanitized_text
+from sqlguard.observe.audit_records import RecordType, decision_fields, identity_fields
+from sqlguard.observe.audit_writer import UNAVAILABLE_MESSAGE, UNAVAILABLE_SQLSTATE, AuditLog
+from sqlguard.policy.model import Action, Decision, Identity
+
+AUDIT_UNAVAILABLE = Decision(
+    Action.deny,
+    "sqlguard.audit-unavailable",
+    f"sqlguard: {UNAVAILABLE_MESSAGE}",
+    "Every statement must be recorded in the audit log before it runs, and the log cannot "
+    "be written right now (disk full or failing).",
+    "Try again in a moment; if this persists, ask a DBA to check sqlguard's audit log disk.",
+    UNAVAILABLE_SQLSTATE,
+)
+
+
+class Auditor:
+    """Turns what happened into records for the tamper-evident log."""
+
+    def __init__(self, log: AuditLog, rules_version: Callable[[], str]) -> None:
+        self.log = log
+        self._rules_version = rules_version
+
+    def refusal(self) -> Decision | None:
+        return None if self.log.accepting else AUDIT_UNAVAILABLE
+
+    def connection_opened(self, connection: int, peer: str) -> None:
+        self._submit(RecordType.connection_open, conn=connection, client_addr=peer)
+
+    def connection_closed(self, connection: int, reason: str) -> None:
+        self._submit(RecordType.connection_close, conn=connection, reason=reason)
+
+    def login(self, connection: int, identity: Identity, ok: bool) -> None:
+        self._submit(RecordType.login, conn=connection, ok=ok, **identity_fields(identity))
+
+    def statement(
+        self, identity: Identity, facts: Sequence[StatementFacts], decision: Decision, text: bytes
+    ) -> None:
+        self._submit(
+            RecordType.statement,
+            **identity_fields(identity),
+            **decision_fields(decision, self._rules_version()),
+            text=_sanitised(text),
+            summary=query_summary(facts),
+            fingerprint=_fingerprint(text),
+            kinds=sorted({str(kind) for f in facts for kind in f.kinds}),
+            tables=sorted({table for f in facts for table in f.tables}),
+            sqlstate=decision.sqlstate if decision.refused else None,
+        )
+
+    def rules_reloaded(self, ok: bool, version: str) -> None:
+        self._submit(RecordType.rules_reload, ok=ok, rules_version=version)
+
+    def approval(self, outcome: str, fields: dict[str, Any]) -> None:
+        kind = RecordType.approval_used if outcome == "used" else RecordType.approval_refused
+        self._submit(kind, outcome=outcome, **fields)
+
+    def _submit(self, kind: RecordType, **fields: Any) -> None:
+        self.log.submit({"type": str(kind), **fields})
+
+
+def _sanitised(text: bytes) -> str:
+    try:
+        return sanitized_text(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        return f"<not valid UTF-8: {len(text)} bytes>"
+
+
+def _fingerprint(text: bytes) -> str | None:
+    try:
+        return fingerprint(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None

@@ -1,0 +1,124 @@
+"""The audit trail of a real session through the sidecar: every action recorded, the chain
+verifies, and a full disk refuses statements (fail closed) until it has room again."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sqlguard.config import DEFAULT_RULES_DIR
+from sqlguard.testing import Database
+from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
+
+pytestmark = pytest.mark.integration
+
+
+def audited_sidecar(tmp_path: Path, db: Database, log_dir: Path) -> SidecarProcess:
+    key = tmp_path / "audit.key"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    config = tmp_path / "sqlguard.yaml"
+    config.write_text(
+        f"audit:\n  path: {log_dir / 'audit.log'}\n  key_file: {key}\n  queue_size: 64\n"
+    )
+    return SidecarProcess(passthrough_upstream(db), DEFAULT_RULES_DIR, "--config", str(config))
+
+
+def records(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def verify(tmp_path: Path, log: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "sqlguard", "audit", "verify", str(log)]
+    command += ["--key-file", str(tmp_path / "audit.key")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_every_action_of_a_session_is_recorded(tmp_path: Path, pg_db: Database) -> None:
+    log = tmp_path / "audit.log"
+    with audited_sidecar(tmp_path, pg_db, tmp_path) as sidecar:
+        with psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn:
+            conn.execute("SELECT 'top secret'::text")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM nowhere")
+        time.sleep(0.5)  # the writer is asynchronous
+    written = records(log)
+    types = [record["type"] for record in written]
+    for expected in ("connection_open", "login", "statement", "connection_close"):
+        assert expected in types, types
+    statements = [r for r in written if r["type"] == "statement"]
+    refused = [r for r in statements if r["decision"] == "deny"]
+    assert refused and refused[0]["rule_id"] == "delete-without-where"
+    assert all("top secret" not in json.dumps(r) for r in written)  # literals never logged
+    assert verify(tmp_path, log).returncode == 0
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)])
+    if result.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_full_disk_refuses_statements_then_recovers(
+    tmp_path: Path, pg_db: Database, tiny_disk: Path
+) -> None:
+    log = tiny_disk / "audit.log"
+    filler = tiny_disk / "filler"
+    with (
+        audited_sidecar(tmp_path, pg_db, tiny_disk) as sidecar,
+        psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn,
+    ):
+        conn.execute("SELECT 1")
+        _fill(filler)
+        refused = _until_refused(conn)
+        assert refused.diag.sqlstate == "53000"
+        assert "audit log" in (refused.diag.message_primary or "")
+        filler.unlink()
+        _until_accepted(conn)
+    assert verify(tmp_path, log).returncode == 0
+    assert sum(r["type"] == "statement" for r in records(log)) >= 3
+
+
+def _fill(path: Path) -> None:
+    """Write until the file system is full (closing the file fails too then)."""
+    with contextlib.suppress(OSError), path.open("wb", buffering=0) as out:
+        while True:
+            out.write(b"x" * 4096)
+
+
+def _until_refused(conn: psycopg.Connection) -> psycopg.Error:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            conn.execute("SELECT 2")
+        except psycopg.errors.InsufficientResources as exc:
+            return exc
+        time.sleep(0.02)
+    raise AssertionError("statements were never refused while the audit disk was full")
+
+
+def _until_accepted(conn: psycopg.Connection) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            conn.execute("SELECT 3")
+            return
+        except psycopg.errors.InsufficientResources:
+            time.sleep(0.1)
+    raise AssertionError("statements were still refused after the audit disk had room")
