@@ -167,6 +167,10 @@ class SidecarMetrics:
         if overhead_s is not None:
             self._overhead.observe(overhead_s)
 
+    def statement_duration(self, duration_s: float) -> None:
+        """A statement's result is complete, `duration_s` after it went upstream."""
+        self._duration.observe(duration_s)
+
     def approval(self, outcome: str) -> None:
         """One approval token check: e.g. approved, invalid, expired, replayed."""
         self._approvals.labels(self._outcomes.admit(outcome)).inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlguard.approvals.tokens import Approval
-from sqlguard.policy.model import Identity
+from sqlguard.policy.model import Decision, Identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,25 @@ class ConsumeApproval:
 
 
 @dataclass(frozen=True, slots=True)
+class StatementStarted:
+    """A Query or Execute went upstream (or was refused in its place): tracing starts here."""
+
+    id: int
+    text: bytes
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class StatementFinished:
+    """Its result is complete: SQLSTATE ("" for success), CommandComplete tag, ran or skipped."""
+
+    id: int
+    sqlstate: str
+    tag: str
+    ran: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LoginResult:
     """The upstream accepted (ReadyForQuery) or refused (FATAL) the client's login."""
 
@@ -70,5 +89,7 @@ Command = (
     | RegisterCancelKey
     | ConsumeApproval
     | LoginResult
+    | StatementStarted
+    | StatementFinished
     | Close
 )

@@ -27,9 +27,12 @@ from sqlguard.session.commands import (
     LoginResult,
     OpenUpstream,
     RegisterCancelKey,
+    StatementFinished,
+    StatementStarted,
     ToClient,
     ToServer,
 )
+from sqlguard.session.inflight import Finished, InFlight
 from sqlguard.session.refusals import RefusalMarkers
 from sqlguard.session.startup import ProtocolNegotiation, check_startup_params
 from sqlguard.session.statements import PreparedStatements
@@ -40,6 +43,7 @@ from sqlguard.wire.errors import (
     FEATURE_NOT_SUPPORTED,
     PROTOCOL_VIOLATION,
     PgError,
+    decode_fields,
     fatal,
 )
 from sqlguard.wire.framing import Frame, FrameError, FrameScanner, StartupReader
@@ -52,9 +56,13 @@ _FRONTEND_TYPES = frozenset(b"QPBEDCSHFdcfXp")
 # Client messages the machine reads; CopyData ('d') streams through unread.
 _CLIENT_INSPECT = frozenset(b"QPBEDCSFX")
 # Server messages the machine reads: status, errors, cancel keys, version negotiation.
-_SERVER_INSPECT = frozenset(b"ZEKv")
+# Server messages the machine reads: status, errors, command completions (for tracing),
+# cancel keys, version negotiation. DataRows and the like stream through unread.
+_SERVER_INSPECT = frozenset(b"ZECIsKv")
 _NEWEST_MINOR = 2
 _DIRECT_TLS_FIRST_BYTE = 0x16
+# CommandComplete, EmptyQueryResponse, PortalSuspended: an Execute's result is complete.
+_RESULT_ENDS = frozenset(b"CIs")
 
 
 @dataclass(slots=True)
@@ -104,6 +112,8 @@ class Session:
         self._negotiation = ProtocolNegotiation(0, 0, pending=False)
         self._prepared = PreparedStatements(self._decide, rules_version)
         self._refusals = RefusalMarkers()
+        self._inflight = InFlight()
+        self._events: list[Command] = []  # raised while handling messages, sent with them
         self._server_fatal = False
         self._terminating = False
 
@@ -138,13 +148,20 @@ class Session:
                 out.append(item if isinstance(item, bytes) else self._client_message(item))
         except m.MalformedMessage as exc:
             return self._violation(str(exc))
-        commands: list[Command] = [ToServer(b"".join(out))] if out else []
+        commands: list[Command] = [
+            *self._take_events(),
+            *([ToServer(b"".join(out))] if out else []),
+        ]
         if self._awaiting is not None and not self._awaiting.asked:
             self._awaiting.asked = True
             commands.append(ConsumeApproval(self._awaiting.approval))
         if self._terminating and not self._queue and self._awaiting is None:
             commands.append(self._close("client sent Terminate"))
         return commands
+
+    def _take_events(self) -> list[Command]:
+        events, self._events = self._events, []
+        return events
 
     def approval_consumed(self, refusal: Decision | None) -> list[Command]:
         """The ledger's answer for the waiting message: None lets it go upstream as sent."""
@@ -177,6 +194,7 @@ class Session:
         if attached.replacement is not None:
             return m.query(attached.replacement)
         decision = self._decide(attached.text, attached.token)
+        self._started(attached.text, decision, simple=True)
         if decision.approval is not None:
             self._awaiting = _Awaiting(frame.raw, decision.approval, attached.text)
             return b""
@@ -201,8 +219,17 @@ class Session:
         return self._extended_refusal(decision) if decision else frame.raw
 
     def _on_execute(self, frame: Frame) -> bytes:
-        decision = self._prepared.portal(m.cstring(frame.body, 0)[0])
+        portal = m.cstring(frame.body, 0)[0]
+        statement = self._prepared.portal_statement(portal)
+        if statement is not None:
+            self._started(*statement, simple=False)
+        decision = self._prepared.portal(portal)
         return self._extended_refusal(decision) if decision else frame.raw
+
+    def _started(self, text: bytes, decision: Decision, *, simple: bool) -> None:
+        boundary = self._refusals.sent + (0 if simple else 1)
+        statement_id = self._inflight.started(simple=simple, boundary=boundary)
+        self._events.append(StatementStarted(statement_id, text, decision))
 
     def _on_describe(self, frame: Frame) -> bytes:
         target, name = m.decode_target(frame.body)
@@ -328,24 +355,40 @@ class Session:
         if kind == ord("Z"):
             if self.phase is Phase.AUTH:
                 commands.append(LoginResult(ok=True))
-            return self._on_ready(frame)
+            return self._on_ready(frame, commands)
         if kind == ord("E"):
             if self.phase is Phase.AUTH:
                 commands.append(LoginResult(ok=False))
-            return self._on_server_error(frame)
+            raw = self._on_server_error(frame)
+            sqlstate = decode_fields(raw[5:]).get("C", "")
+            self._finished(self._inflight.result(b"E", sqlstate), commands)
+            return raw
+        if kind in _RESULT_ENDS:
+            tag = frame.body[:-1].decode("utf-8", "replace") if kind == ord("C") else ""
+            self._finished(self._inflight.result(bytes([kind]), tag), commands)
+            return frame.raw
         if kind == ord("K"):
             return self._on_backend_key(frame, commands)
         return self._on_negotiate(frame)
 
-    def _on_ready(self, frame: Frame) -> bytes:
+    def _on_ready(self, frame: Frame, commands: list[Command]) -> bytes:
         self.tx_status = frame.body[:1]
         if self.phase is Phase.AUTH:
             self.phase = Phase.READY
             return frame.raw
         self._refusals.ready_received()
+        for finished in self._inflight.ready(self._refusals.done):
+            self._finished(finished, commands)
         if self.tx_status == b"I":
             self._prepared.transaction_ended()
         return frame.raw
+
+    @staticmethod
+    def _finished(finished: Finished | None, commands: list[Command]) -> None:
+        if finished is not None:
+            commands.append(
+                StatementFinished(finished.id, finished.sqlstate, finished.tag, finished.ran)
+            )
 
     def _on_server_error(self, frame: Frame) -> bytes:
         if b"VFATAL\0" in frame.body or b"VPANIC\0" in frame.body:

@@ -29,6 +29,16 @@ class RefusalMarkers:
         self._sent = 0
         self._done = 0
 
+    @property
+    def sent(self) -> int:
+        """Message boundaries (Query, Sync, FunctionCall) sent upstream so far."""
+        return self._sent
+
+    @property
+    def done(self) -> int:
+        """ReadyForQuery messages received so far."""
+        return self._done
+
     def boundary_sent(self) -> None:
         self._sent += 1
 

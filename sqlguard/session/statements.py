@@ -29,6 +29,7 @@ class PreparedStatements:
         self._statements: dict[bytes, _Prepared] = {}
         self._refused_portals: dict[bytes, Decision] = {}
         self._allowed_once: set[bytes] = set()
+        self._portal_statements: dict[bytes, bytes] = {}
 
     def remember(self, name: bytes, text: bytes, decision: Decision) -> None:
         """A Parse and its verdict; the unnamed statement '' is replaced by each unnamed Parse."""
@@ -53,6 +54,7 @@ class PreparedStatements:
 
     def bound(self, portal: bytes, statement: bytes) -> Decision | None:
         """A Bind: the portal inherits a refused statement's verdict."""
+        self._portal_statements[portal] = statement
         if statement in self._allowed_once:
             self._allowed_once.discard(statement)
             self._refused_portals.pop(portal, None)
@@ -67,6 +69,12 @@ class PreparedStatements:
     def portal(self, name: bytes) -> Decision | None:
         return self._refused_portals.get(name)
 
+    def portal_statement(self, portal: bytes) -> tuple[bytes, Decision] | None:
+        """The text and verdict of the statement a portal runs (for tracing its Execute)."""
+        name = self._portal_statements.get(portal)
+        prepared = self._statements.get(name) if name is not None else None
+        return (prepared.text, prepared.decision) if prepared else None
+
     def closed(self, target: int, name: bytes) -> None:
         if target == ord("S"):
             self._statements.pop(name, None)
@@ -77,3 +85,4 @@ class PreparedStatements:
     def transaction_ended(self) -> None:
         """Protocol-level portals live until the end of their transaction."""
         self._refused_portals.clear()
+        self._portal_statements.clear()

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, cast
 
+from opentelemetry.trace import Span
+
+from sqlguard.observe.tracing import StatementTracer
 from sqlguard.session.cancel import UpstreamKey
 from sqlguard.session.commands import (
     Close,
@@ -20,6 +24,8 @@ from sqlguard.session.commands import (
     LoginResult,
     OpenUpstream,
     RegisterCancelKey,
+    StatementFinished,
+    StatementStarted,
     ToClient,
     ToServer,
 )
@@ -46,6 +52,8 @@ class ClientConnection(asyncio.Protocol):
         self.session: Session | None = None
         self.peer = ""
         self._close_reason = "client disconnected"
+        self._span: Span | None = None  # the connection's span, parent of statement spans
+        self._running: dict[int, tuple[float, Span | None]] = {}
 
     # ---- client socket events ---------------------------------------------------------
 
@@ -119,6 +127,10 @@ class ClientConnection(asyncio.Protocol):
                 self._register_cancel_key(command)
             elif isinstance(command, ForwardCancel):
                 self._sidecar.forward_cancel(command.pid, command.key)
+            elif isinstance(command, StatementStarted):
+                self._statement_started(command)
+            elif isinstance(command, StatementFinished):
+                self._statement_finished(command)
             elif isinstance(command, LoginResult):
                 self._login_result(command.ok)
             elif isinstance(command, ConsumeApproval):
@@ -163,9 +175,27 @@ class ClientConnection(asyncio.Protocol):
         if self._client is not None and not self.session.awaiting_approval:
             self._client.resume_reading()
 
+    def _statement_started(self, command: StatementStarted) -> None:
+        tracer = self._sidecar.tracer
+        span = None
+        if tracer is not None and self.session is not None and self.session.identity is not None:
+            facts = self._sidecar.firewall.facts(command.text)
+            identity = self.session.identity
+            span = tracer.statement(command.text, facts, command.decision, identity, self._span)
+        self._running[command.id] = (time.perf_counter(), span)
+
+    def _statement_finished(self, command: StatementFinished) -> None:
+        started, span = self._running.pop(command.id, (None, None))
+        if started is not None:
+            self._sidecar.metrics.statement_duration(time.perf_counter() - started)
+        if span is not None:
+            StatementTracer.end(span, command.sqlstate, command.tag, command.ran)
+
     def _login_result(self, ok: bool) -> None:
         assert self.session is not None and self.session.identity is not None
         self._sidecar.metrics.login(self.session.identity.user, ok)
+        if ok and self._sidecar.tracer is not None:
+            self._span = self._sidecar.tracer.connection(self.session.identity)
         if self._sidecar.auditor is not None:
             self._sidecar.auditor.login(id(self), self.session.identity, ok)
 
@@ -192,6 +222,9 @@ class ClientConnection(asyncio.Protocol):
         for pid, key in self._cancel_keys:
             self._sidecar.cancel_keys.unregister(pid, key)
         self._cancel_keys.clear()
+        if self._span is not None:
+            self._span.end()
+            self._span = None
         if self in self._sidecar.connections:
             self._sidecar.connections.discard(self)
             self._sidecar.metrics.connection_closed()

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.config import Settings, parse_listen
 from sqlguard.firewall import Firewall
@@ -18,6 +20,7 @@ from sqlguard.observe.admin import AdminServer
 from sqlguard.observe.audit_writer import AuditLog
 from sqlguard.observe.auditor import Auditor
 from sqlguard.observe.metrics import SidecarMetrics
+from sqlguard.observe.tracing import StatementTracer, provider_from_environment
 from sqlguard.policy.loader import RuleError, load_rules
 from sqlguard.policy.model import Decision, Identity
 from sqlguard.session.cancel import CancelRegistry
@@ -31,7 +34,12 @@ log = logging.getLogger("sqlguard")
 class Sidecar:
     """Everything shared by the connections of one running sidecar."""
 
-    def __init__(self, settings: Settings, firewall: Firewall | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        firewall: Firewall | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self.settings = settings
         gate = ApprovalGate(settings.approvals) if settings.approvals else None
         self.firewall = firewall or Firewall(load_rules(settings.rules_dir), gate=gate)
@@ -48,6 +56,9 @@ class Sidecar:
         if self.firewall.gate is not None:
             self.firewall.gate.on_outcome = self._on_approval
         self._admin: AdminServer | None = None
+        provider = tracer_provider or provider_from_environment()
+        upstream = settings.upstream
+        self.tracer = StatementTracer(provider, upstream.host, upstream.port) if provider else None
         self.cancel_keys = CancelRegistry()
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -108,6 +119,8 @@ class Sidecar:
             await self.firewall.gate.close()
         if self.audit is not None:
             await asyncio.to_thread(self.audit.close)
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.shutdown)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a task, keeping a strong reference until it ends (PROTOCOL-NOTES §3)."""

@@ -15,6 +15,8 @@ from sqlguard.session.commands import (
     LoginResult,
     OpenUpstream,
     RegisterCancelKey,
+    StatementFinished,
+    StatementStarted,
     ToClient,
     ToServer,
 )
@@ -299,3 +301,28 @@ def test_login_result_is_reported_once_either_way() -> None:
     failed.receive_client(startup())
     error = m.message(b"E", b"SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed\0\0")
     assert LoginResult(ok=False) in failed.receive_server(error)
+
+
+def test_statement_lifecycle_for_query_and_pipeline() -> None:
+    session = ready_session()
+    started = session.receive_client(m.query(b"select 1"))
+    (start,) = [c for c in started if isinstance(c, StatementStarted)]
+    done = session.receive_server(m.message(b"C", b"SELECT 1\0") + m.ready_for_query(b"I"))
+    assert StatementFinished(start.id, "", "SELECT 1", True) in done
+    batch = (
+        m.parse(b"", b"select 2")
+        + m.message(b"B", b"\0\0\0\0\0\0\0\0")
+        + m.message(b"E", b"\0\0\0\0\0")
+        + m.message(b"E", b"\0\0\0\0\0")
+        + m.message(b"S")
+    )
+    ids = [c.id for c in session.receive_client(batch) if isinstance(c, StatementStarted)]
+    error = m.message(b"E", b"SERROR\0VERROR\0C22012\0Mdivision by zero\0\0")
+    done = session.receive_server(
+        m.message(b"1") + m.message(b"2") + error + m.ready_for_query(b"I")
+    )
+    finished = [c for c in done if isinstance(c, StatementFinished)]
+    assert finished == [
+        StatementFinished(ids[0], "22012", "", True),
+        StatementFinished(ids[1], "", "", False),  # skipped by the server after the error
+    ]

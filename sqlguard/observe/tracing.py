@@ -1,0 +1,151 @@
+"""OpenTelemetry spans for connections and statements (database semantic conventions).
+
+Tracing is off unless the standard `OTEL_TRACES_EXPORTER` says otherwise (`console`, or
+`otlp` with the `otlp` extra installed): a sidecar must not slow down, or hang on exit,
+because no collector is reachable. A statement span starts when the statement goes
+upstream (or is refused in its place) and ends when its result is complete; it joins the
+application's trace when the statement carries a sqlcommenter `traceparent` comment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from sqlguard.analysis.facts import StatementFacts
+from sqlguard.analysis.sanitize import query_summary, sanitized_text
+from sqlguard.policy.model import Decision, Identity
+
+log = logging.getLogger("sqlguard.tracing")
+
+_TRACEPARENT = re.compile(
+    rb"traceparent\s*=\s*'([0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})'"
+)
+_ROWS = re.compile(r"(\d+)$")
+
+
+def provider_from_environment() -> TracerProvider | None:
+    """The provider `OTEL_TRACES_EXPORTER` asks for; None (no tracing) by default."""
+    choice = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    exporter: SpanExporter
+    if choice in ("", "none"):
+        return None
+    if choice == "console":
+        exporter = ConsoleSpanExporter()
+    elif choice == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            log.error(
+                "OTEL_TRACES_EXPORTER=otlp needs: pip install 'sqlguard[otlp]'; tracing is off"
+            )
+            return None
+        exporter = OTLPSpanExporter()
+    else:
+        log.error(
+            "unknown OTEL_TRACES_EXPORTER %r (use none, console or otlp); tracing is off", choice
+        )
+        return None
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+class StatementTracer:
+    """Starts and ends the spans of one sidecar."""
+
+    def __init__(self, provider: TracerProvider, server_address: str, server_port: int) -> None:
+        self.provider = provider
+        self._tracer = provider.get_tracer("sqlguard")
+        self._server = {"server.address": server_address, "server.port": server_port}
+
+    def connection(self, identity: Identity) -> Span:
+        return self._tracer.start_span(
+            "connection",
+            kind=SpanKind.SERVER,
+            attributes={
+                "enduser.id": identity.user,
+                "db.namespace": identity.database,
+                "client.address": identity.client_addr,
+                **self._server,
+            },
+        )
+
+    def statement(
+        self,
+        text: bytes,
+        facts: Sequence[StatementFacts],
+        decision: Decision,
+        identity: Identity,
+        connection: Span | None,
+    ) -> Span:
+        summary = query_summary(facts) or "statement"
+        parent = _application_context(text) or (
+            trace.set_span_in_context(connection) if connection else None
+        )
+        return self._tracer.start_span(
+            summary,
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes=self._attributes(text, facts, decision, identity, summary),
+        )
+
+    def _attributes(
+        self,
+        text: bytes,
+        facts: Sequence[StatementFacts],
+        decision: Decision,
+        identity: Identity,
+        summary: str,
+    ) -> dict[str, str | int]:
+        attributes: dict[str, str | int] = {
+            "db.system.name": "postgresql",
+            "db.namespace": identity.database,
+            "db.query.summary": summary,
+            "db.query.text": sanitized_text(text.decode("utf-8", "replace")),
+            "enduser.id": identity.user,
+            "sqlguard.decision": str(decision.action),
+            "sqlguard.rule": decision.rule_id,
+            **self._server,
+        }
+        operation, _, collection = summary.partition(" ")
+        attributes["db.operation.name"] = operation
+        if collection and ";" not in summary:
+            attributes["db.collection.name"] = collection
+        if decision.approval is not None:
+            attributes["sqlguard.approval.approver"] = decision.approval.approver
+        return attributes
+
+    @staticmethod
+    def end(span: Span, sqlstate: str, tag: str, ran: bool) -> None:
+        if sqlstate:
+            span.set_attribute("db.response.status_code", sqlstate)
+            span.set_attribute("error.type", sqlstate)
+            span.set_status(Status(StatusCode.ERROR))
+        rows = _ROWS.search(tag)
+        if rows:
+            span.set_attribute("db.response.returned_rows", int(rows.group(1)))
+        if not ran:
+            span.set_attribute("sqlguard.skipped", True)
+        span.end()
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+def _application_context(text: bytes) -> Context | None:
+    """The application's trace, from a sqlcommenter comment `traceparent='00-...'`."""
+    found = _TRACEPARENT.search(text)
+    if found is None:
+        return None
+    carrier = {"traceparent": found.group(1).decode()}
+    return TraceContextTextMapPropagator().extract(carrier)
