@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from sqlguard.analysis.facts import StatementFacts
 from sqlguard.approvals.cli import COMMANDS as APPROVAL_COMMANDS
 from sqlguard.config import ConfigError, load_settings
 from sqlguard.observe.audit_cli import COMMANDS as AUDIT_COMMANDS
+from sqlguard.observe.logs import configure_logging
 from sqlguard.policy.engine import evaluate
 from sqlguard.policy.loader import RuleError, RuleSet, RulesUnavailable, load_rules
 from sqlguard.policy.model import Decision, Identity
@@ -43,6 +43,7 @@ for _command in (*APPROVAL_COMMANDS, *AUDIT_COMMANDS):
 @click.option(
     "--admin", "admin_listen", help="HOST:PORT for /metrics, /healthz, /readyz, /status, /reload."
 )
+@click.option("--log-format", type=click.Choice(["json", "console"]), help="Default: json.")
 def serve(
     config_file: Path | None,
     listen: str | None,
@@ -50,6 +51,7 @@ def serve(
     rules_dir: Path | None,
     log_level: str | None,
     admin_listen: str | None,
+    log_format: str | None,
 ) -> None:
     """Run the sidecar in front of a PostgreSQL server (SIGHUP reloads rules)."""
     from sqlguard.shell.server import run
@@ -62,10 +64,11 @@ def serve(
             rules_dir=rules_dir,
             log_level=log_level,
             admin_listen=admin_listen,
+            log_format=log_format,
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         run(settings)
     except RuleError as exc:
@@ -80,7 +83,7 @@ def demo(port: int) -> None:
     """Start a throwaway PostgreSQL with sample data and the sidecar in front of it."""
     from sqlguard.demo import run_demo
 
-    _configure_logging("WARNING")
+    configure_logging("WARNING", "console")
     run_demo(port)
 
 
@@ -241,7 +244,4 @@ def _exit(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+

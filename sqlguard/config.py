@@ -55,6 +55,7 @@ class Settings:
     # Seconds between checks of the rules directory for changed files (0 turns it off).
     rules_poll_interval: float = 1.0
     log_level: str = "INFO"
+    log_format: str = "json"  # or "console", for people reading it in a terminal
     # HOST:PORT of the admin HTTP endpoint (/metrics, /healthz, /readyz, /status, /reload);
     # empty: off. Bound anywhere but loopback, it requires admin_token.
     admin_listen: str = ""
@@ -144,6 +145,8 @@ def _build(values: dict[str, Any]) -> Settings:
     for name in ("listen_port", "max_message_bytes"):
         if name in values:
             kwargs[name] = _positive_int(values.pop(name), name)
+    if values.get("log_format", "json") not in ("json", "console"):
+        raise ConfigError(f"log_format must be json or console, not {values['log_format']!r}")
     for name in ("connect_timeout", "rules_poll_interval"):
         if name in values:
             kwargs[name] = _number(values.pop(name), name)

@@ -10,6 +10,7 @@ Rules with time windows make decisions depend on the clock too; then only facts 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,8 +35,8 @@ _NO_APPROVERS = (
 # Texts longer than this are analysed every time: caching them could pin a lot of memory.
 _CACHEABLE_TEXT = 8 * 1024
 
-# (decision, who asked, the statements' facts, the statement text)
-DecisionListener = Callable[[Decision, Identity, tuple[StatementFacts, ...], bytes], None]
+# (decision, who asked, the statements' facts, the statement text, seconds spent deciding)
+DecisionListener = Callable[[Decision, Identity, tuple[StatementFacts, ...], bytes, float], None]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -105,6 +106,7 @@ class Firewall:
         `token` is an approval token sent with the statement; it matters only to statements
         the rules send for approval (it never overrides a deny).
         """
+        started = time.perf_counter()
         refusal = self.precheck() if self.precheck is not None else None
         if refusal is not None:
             decision = refusal
@@ -117,7 +119,8 @@ class Firewall:
         if decision.action is not Action.allow or decision.observed:
             _log_decision(decision, identity)
         if self.on_decision is not None:
-            self.on_decision(decision, identity, self.facts(text), text)
+            spent = time.perf_counter() - started
+            self.on_decision(decision, identity, self.facts(text), text, spent)
         return decision
 
     def cache_stats(self) -> dict[str, tuple[int, int]]:

@@ -179,8 +179,9 @@ class Sidecar:
         identity: Identity,
         facts: tuple[StatementFacts, ...],
         text: bytes,
+        seconds: float,
     ) -> None:
-        self.metrics.statement(decision, None, None)
+        self.metrics.statement(decision, None, seconds)
         if self.auditor is not None:
             self.auditor.statement(identity, facts, decision, text)
 
@@ -202,7 +203,10 @@ class Sidecar:
         }
 
     async def ready(self) -> tuple[bool, str]:
-        """Ready when the upstream accepts a TCP connection (the rules are loaded at start)."""
+        """Ready when the upstream accepts a TCP connection and the audit log takes records
+        (the rules are loaded at start)."""
+        if self.audit is not None and not self.audit.accepting:
+            return False, f"audit log not writable: {self.audit.last_error}"
         try:
             transport = await self.connect_upstream(asyncio.Protocol)
         except (OSError, TimeoutError) as exc:

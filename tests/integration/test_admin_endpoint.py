@@ -81,6 +81,8 @@ def test_metrics_count_what_the_session_did(
     assert grew("sqlguard_statements_total", decision="deny", rule="delete-without-where") == 3
     assert grew("sqlguard_logins_total", user="postgres", result="ok") == 1
     assert grew("sqlguard_logins_total", user="md5_user", result="ok") == 1
+    assert grew("sqlguard_sidecar_overhead_seconds_count") >= 5  # every decision is timed
+    assert grew("sqlguard_statement_duration_seconds_count") >= 5  # every result is timed
     assert during[("sqlguard_connections_active", ())] >= 1
     active = ("sqlguard_connections_active", ())
     deadline = time.monotonic() + 5  # the sidecar sees the last close a moment later

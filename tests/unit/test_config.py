@@ -40,6 +40,7 @@ def test_unix_socket_upstream() -> None:
         ("max_message_bytes: -1\n", "max_message_bytes must be positive"),
         ("connect_timeout: soon\n", "connect_timeout must be a number"),
         ("colour: blue\n", "unknown setting"),
+        ("log_format: xml\n", "log_format must be json or console"),
         ("- just\n- a list\n", "must be a mapping"),
         ("listen: [unclosed\n", "not valid YAML"),
     ],
