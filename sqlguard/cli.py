@@ -242,6 +242,3 @@ def _moment(at: str | None) -> datetime | None:
 def _exit(code: int, message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(code)
-
-
-

@@ -9,6 +9,7 @@ When the log cannot take more records, `refusal()` is the decision every new sta
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlguard.analysis.facts import StatementFacts
@@ -27,6 +28,16 @@ AUDIT_UNAVAILABLE = Decision(
     "Try again in a moment; if this persists, ask a DBA to check sqlguard's audit log disk.",
     UNAVAILABLE_SQLSTATE,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class StatementResult:
+    """How a statement ended, as the shell saw it."""
+
+    connection: int
+    sqlstate: str
+    rows: int | None
+    seconds: float
 
 
 class Auditor:
@@ -49,8 +60,14 @@ class Auditor:
         self._submit(RecordType.login, conn=connection, ok=ok, **identity_fields(identity))
 
     def statement(
-        self, identity: Identity, facts: Sequence[StatementFacts], decision: Decision, text: bytes
+        self,
+        identity: Identity,
+        facts: Sequence[StatementFacts],
+        decision: Decision,
+        text: bytes,
+        result: StatementResult,
     ) -> None:
+        """One statement that ran or was refused, with how it ended."""
         self._submit(
             RecordType.statement,
             **identity_fields(identity),
@@ -60,7 +77,10 @@ class Auditor:
             fingerprint=_fingerprint(text),
             kinds=sorted({str(kind) for f in facts for kind in f.kinds}),
             tables=sorted({table for f in facts for table in f.tables}),
-            sqlstate=decision.sqlstate if decision.refused else None,
+            sqlstate=result.sqlstate or None,
+            rows=result.rows,
+            duration_ms=round(result.seconds * 1000, 3),
+            conn=result.connection,
         )
 
     def rules_reloaded(self, ok: bool, version: str) -> None:

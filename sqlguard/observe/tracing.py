@@ -24,13 +24,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.sanitize import query_summary, sanitized_text
 from sqlguard.policy.model import Decision, Identity
+from sqlguard.wire.messages import rows_in_tag
 
 log = logging.getLogger("sqlguard.tracing")
 
 _TRACEPARENT = re.compile(
     rb"traceparent\s*=\s*'([0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})'"
 )
-_ROWS = re.compile(r"(\d+)$")
 
 
 def provider_from_environment() -> TracerProvider | None:
@@ -131,9 +131,9 @@ class StatementTracer:
             span.set_attribute("db.response.status_code", sqlstate)
             span.set_attribute("error.type", sqlstate)
             span.set_status(Status(StatusCode.ERROR))
-        rows = _ROWS.search(tag)
-        if rows:
-            span.set_attribute("db.response.returned_rows", int(rows.group(1)))
+        rows = rows_in_tag(tag)
+        if rows is not None:
+            span.set_attribute("db.response.returned_rows", rows)
         if not ran:
             span.set_attribute("sqlguard.skipped", True)
         span.end()

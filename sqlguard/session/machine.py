@@ -212,7 +212,10 @@ class Session:
             self._awaiting = _Awaiting(frame.raw, decision.approval, attached.text, name)
             return b""
         self._prepared.remember(name, attached.text, decision)
-        return self._extended_refusal(decision) if decision.refused else frame.raw
+        if not decision.refused:
+            return frame.raw
+        self._started(attached.text, decision, simple=False)  # ends with the refusal
+        return self._extended_refusal(decision)
 
     def _on_bind(self, frame: Frame) -> bytes:
         decision = self._prepared.bound(*m.decode_bind_names(frame.body))

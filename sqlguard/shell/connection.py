@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 
 from opentelemetry.trace import Span
 
+from sqlguard.observe.auditor import StatementResult
 from sqlguard.observe.tracing import StatementTracer
 from sqlguard.session.cancel import UpstreamKey
 from sqlguard.session.commands import (
@@ -30,6 +31,7 @@ from sqlguard.session.commands import (
     ToServer,
 )
 from sqlguard.session.machine import Phase, Session
+from sqlguard.wire.messages import rows_in_tag
 
 if TYPE_CHECKING:
     from sqlguard.gate import ApprovalGate
@@ -53,7 +55,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer = ""
         self._close_reason = "client disconnected"
         self._span: Span | None = None  # the connection's span, parent of statement spans
-        self._running: dict[int, tuple[float, Span | None]] = {}
+        self._running: dict[int, tuple[float, Span | None, StatementStarted]] = {}
 
     # ---- client socket events ---------------------------------------------------------
 
@@ -182,14 +184,30 @@ class ClientConnection(asyncio.Protocol):
             facts = self._sidecar.firewall.facts(command.text)
             identity = self.session.identity
             span = tracer.statement(command.text, facts, command.decision, identity, self._span)
-        self._running[command.id] = (time.perf_counter(), span)
+        self._running[command.id] = (time.perf_counter(), span, command)
 
     def _statement_finished(self, command: StatementFinished) -> None:
-        started, span = self._running.pop(command.id, (None, None))
-        if started is not None:
-            self._sidecar.metrics.statement_duration(time.perf_counter() - started)
+        running = self._running.pop(command.id, None)
+        if running is None:
+            return
+        started, span, statement = running
+        seconds = time.perf_counter() - started
+        self._sidecar.metrics.statement_duration(seconds)
         if span is not None:
             StatementTracer.end(span, command.sqlstate, command.tag, command.ran)
+        if command.ran and self._sidecar.auditor is not None:
+            self._audit_statement(statement, command, seconds)
+
+    def _audit_statement(
+        self, statement: StatementStarted, finished: StatementFinished, seconds: float
+    ) -> None:
+        assert self._sidecar.auditor is not None and self.session is not None
+        assert self.session.identity is not None
+        result = StatementResult(id(self), finished.sqlstate, rows_in_tag(finished.tag), seconds)
+        facts = self._sidecar.firewall.facts(statement.text)
+        self._sidecar.auditor.statement(
+            self.session.identity, facts, statement.decision, statement.text, result
+        )
 
     def _login_result(self, ok: bool) -> None:
         assert self.session is not None and self.session.identity is not None

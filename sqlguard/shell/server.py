@@ -182,8 +182,6 @@ class Sidecar:
         seconds: float,
     ) -> None:
         self.metrics.statement(decision, None, seconds)
-        if self.auditor is not None:
-            self.auditor.statement(identity, facts, decision, text)
 
     def _on_approval(self, outcome: str, fields: dict[str, str]) -> None:
         self.metrics.approval(outcome)

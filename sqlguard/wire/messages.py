@@ -189,4 +189,14 @@ def decode_negotiate(body: bytes) -> tuple[int, list[str]]:
     return minor, names
 
 
+def rows_in_tag(tag: str) -> int | None:
+    """The row count a CommandComplete tag ends with (`SELECT 5`, `INSERT 0 5`), if any.
+
+    >>> rows_in_tag("INSERT 0 5"), rows_in_tag("BEGIN")
+    (5, None)
+    """
+    last = tag.rpartition(" ")[2]
+    return int(last) if last.isdigit() else None
+
+
 TERMINATE = message(b"X")
