@@ -18,6 +18,7 @@ import yaml
 
 if TYPE_CHECKING:
     from sqlguard.approvals.config import ApprovalSettings
+    from sqlguard.observe.alerts_config import AlertSettings
     from sqlguard.observe.audit_config import AuditSettings
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -64,6 +65,8 @@ class Settings:
     approvals: ApprovalSettings | None = None
     # The tamper-evident audit log (the `audit:` section): path, HMAC key, policy.
     audit: AuditSettings | None = None
+    # The webhook for alerts (the `alerts:` section): url, format, rate limits.
+    alerts: AlertSettings | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -108,6 +111,10 @@ def parse_upstream(url: str) -> Upstream:
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from an optional YAML file, then flags (`None` means "not given")."""
     values = _read_file(config_file) if config_file else {}
+    if "alerts" in values:
+        from sqlguard.observe.alerts_config import alert_settings
+
+        values["alerts"] = alert_settings(values["alerts"])
     if "audit" in values:
         from sqlguard.observe.audit_config import audit_settings
 

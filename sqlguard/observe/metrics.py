@@ -19,6 +19,7 @@ Metric names (Prometheus conventions: counters end in ``_total``, durations in `
 ``sqlguard_cache_misses_total``            counter   parse/decision cache misses, by ``cache``
 ``sqlguard_audit_queue_depth``             gauge     audit records waiting to be written
 ``sqlguard_audit_write_errors_total``      counter   audit records that failed to be written
+``sqlguard_alert_failures_total``          counter   alerts the webhook never received
 =========================================  ========  =============================================
 
 Label cardinality is bounded, because every distinct label value is a series Prometheus keeps
@@ -134,6 +135,11 @@ class SidecarMetrics:
         self._logins = self._counter(
             "sqlguard_logins", "Client logins, by user and result (ok/failed).", "user", "result"
         )
+        self._alert_failures = Counter(
+            "sqlguard_alert_failures",
+            "Alerts that could not be delivered (queue full or webhook failing).",
+            registry=self.registry,
+        )
         self._connections = Gauge(
             "sqlguard_connections_active", "Client connections open now.", registry=self.registry
         )
@@ -170,6 +176,10 @@ class SidecarMetrics:
     def statement_duration(self, duration_s: float) -> None:
         """A statement's result is complete, `duration_s` after it went upstream."""
         self._duration.observe(duration_s)
+
+    def alert_failed(self) -> None:
+        """An alert was dropped: the webhook kept failing or its queue was full."""
+        self._alert_failures.inc()
 
     def approval(self, outcome: str) -> None:
         """One approval token check: e.g. approved, invalid, expired, replayed."""

@@ -212,6 +212,8 @@ class ClientConnection(asyncio.Protocol):
     def _login_result(self, ok: bool) -> None:
         assert self.session is not None and self.session.identity is not None
         self._sidecar.metrics.login(self.session.identity.user, ok)
+        if not ok and self._sidecar.alerter is not None:
+            self._sidecar.alerter.login_failed(self.session.identity.user, self.peer)
         if ok and self._sidecar.tracer is not None:
             self._span = self._sidecar.tracer.connection(self.session.identity)
         if self._sidecar.auditor is not None:

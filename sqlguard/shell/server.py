@@ -13,10 +13,12 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 from sqlguard.analysis.facts import StatementFacts
+from sqlguard.analysis.sanitize import query_summary
 from sqlguard.config import Settings, parse_listen
 from sqlguard.firewall import Firewall
 from sqlguard.gate import ApprovalGate
 from sqlguard.observe.admin import AdminServer
+from sqlguard.observe.alerts import Alerter
 from sqlguard.observe.audit_writer import AuditLog
 from sqlguard.observe.auditor import Auditor
 from sqlguard.observe.metrics import SidecarMetrics
@@ -51,6 +53,11 @@ class Sidecar:
             audit_queue_depth=(lambda: self.audit.queue_depth) if self.audit else None,
             audit_write_errors=(lambda: self.audit.write_errors) if self.audit else None,
         )
+        self.alerter = (
+            Alerter(settings.alerts, on_failure=self.metrics.alert_failed)
+            if settings.alerts
+            else None
+        )
         self.firewall.on_decision = self._on_decision
         self.firewall.precheck = self.auditor.refusal if self.auditor else None
         if self.firewall.gate is not None:
@@ -67,6 +74,8 @@ class Sidecar:
     async def start(self) -> None:
         if self.audit is not None:
             await asyncio.to_thread(self.audit.start)
+        if self.alerter is not None:
+            self.alerter.start()
         if self.firewall.gate is not None:
             await self.firewall.gate.open()
         loop = asyncio.get_running_loop()
@@ -119,6 +128,8 @@ class Sidecar:
             await self.firewall.gate.close()
         if self.audit is not None:
             await asyncio.to_thread(self.audit.close)
+        if self.alerter is not None:
+            await self.alerter.stop(grace=2.0)
         if self.tracer is not None:
             await asyncio.to_thread(self.tracer.shutdown)
 
@@ -182,9 +193,15 @@ class Sidecar:
         seconds: float,
     ) -> None:
         self.metrics.statement(decision, None, seconds)
+        if decision.refused and self.alerter is not None:
+            self.alerter.refused(decision, identity, query_summary(facts))
 
     def _on_approval(self, outcome: str, fields: dict[str, str]) -> None:
         self.metrics.approval(outcome)
+        if outcome == "used" and self.alerter is not None:
+            self.alerter.approval_used(
+                fields["requester"], fields["approver"], fields["fingerprint"]
+            )
         if self.auditor is not None:
             self.auditor.approval(outcome, fields)
 
