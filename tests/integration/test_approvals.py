@@ -272,3 +272,24 @@ def sqlguard(*args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_approved_statement_span_names_the_approver(
+    tmp_path: Path, pg_db: Database, roles: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spans go to the console exporter of the sidecar process, read back from its output."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    keys, config = write_config(tmp_path, str(tmp_path / "ledger.sqlite3"))
+    extra = ("--config", str(config))
+    with SidecarProcess(passthrough_upstream(pg_db), DEFAULT_RULES_DIR, *extra) as sidecar:
+        desk = Desk(sidecar, pg_db, keys, config)
+        make_table(pg_db, "traced_logs")
+        token = desk.token("DROP TABLE traced_logs")
+        with psycopg.connect(desk.dsn(), autocommit=True) as conn:
+            conn.execute(f"/* sqlguard:approval={token} */ DROP TABLE traced_logs")
+        deadline = time.monotonic() + 10
+        while '"sqlguard.approval.approver": "dana"' not in sidecar.output():
+            assert time.monotonic() < deadline, sidecar.output()[-3000:]
+            time.sleep(0.1)
+        assert token not in sidecar.output()  # the sanitised text has no comments
