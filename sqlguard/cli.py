@@ -16,6 +16,7 @@ import click
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.approvals.cli import COMMANDS as APPROVAL_COMMANDS
 from sqlguard.config import ConfigError, load_settings
+from sqlguard.identities.cli import COMMANDS as IDENTITY_COMMANDS
 from sqlguard.observe.audit_cli import COMMANDS as AUDIT_COMMANDS
 from sqlguard.observe.logs import configure_logging
 from sqlguard.policy.engine import evaluate
@@ -30,7 +31,7 @@ def main() -> None:
     """sqlguard: a SQL firewall sidecar for PostgreSQL."""
 
 
-for _command in (*APPROVAL_COMMANDS, *AUDIT_COMMANDS):
+for _command in (*APPROVAL_COMMANDS, *AUDIT_COMMANDS, *IDENTITY_COMMANDS):
     main.add_command(_command)
 
 

@@ -57,6 +57,13 @@ class Settings:
     rules_poll_interval: float = 1.0
     log_level: str = "INFO"
     log_format: str = "json"  # or "console", for people reading it in a terminal
+    # Connection limits (0: none) and login protection; FATAL 53300 / 28000 when hit.
+    max_connections: int = 1000
+    max_connections_per_user: int = 0
+    login_timeout: float = 30.0  # seconds from connect to the end of authentication
+    lockout_failures: int = 5  # failed logins of one user or address within lockout_window
+    lockout_window: float = 60.0
+    lockout_seconds: float = 60.0  # how long such a user or address is refused
     # HOST:PORT of the admin HTTP endpoint (/metrics, /healthz, /readyz, /status, /reload);
     # empty: off. Bound anywhere but loopback, it requires admin_token.
     admin_listen: str = ""
@@ -154,7 +161,20 @@ def _build(values: dict[str, Any]) -> Settings:
             kwargs[name] = _positive_int(values.pop(name), name)
     if values.get("log_format", "json") not in ("json", "console"):
         raise ConfigError(f"log_format must be json or console, not {values['log_format']!r}")
-    for name in ("connect_timeout", "rules_poll_interval"):
+    for name in ("max_connections", "max_connections_per_user"):
+        if name in values:
+            kwargs[name] = _count(values.pop(name), name)
+    if "lockout_failures" in values:
+        kwargs["lockout_failures"] = _positive_int(
+            values.pop("lockout_failures"), "lockout_failures"
+        )
+    for name in (
+        "connect_timeout",
+        "rules_poll_interval",
+        "login_timeout",
+        "lockout_window",
+        "lockout_seconds",
+    ):
         if name in values:
             kwargs[name] = _number(values.pop(name), name)
     kwargs.update(values)
@@ -183,6 +203,11 @@ def _positive_int(value: Any, name: str) -> int:
     if number <= 0:
         raise ConfigError(f"{name} must be positive, not {number}")
     return number
+
+
+def _count(value: Any, name: str) -> int:
+    """A whole number, 0 meaning "no limit"."""
+    return 0 if value in (0, "0") else _positive_int(value, name)
 
 
 def _number(value: Any, name: str) -> float:

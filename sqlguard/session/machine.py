@@ -302,7 +302,7 @@ class Session:
 
     def _start(self, packet: m.StartupMessage) -> list[Command]:
         if packet.major != 3:
-            return self._refuse_startup(
+            return self.refuse_login(
                 PgError(
                     "FATAL",
                     FEATURE_NOT_SUPPORTED,
@@ -312,7 +312,7 @@ class Session:
             )
         check = check_startup_params(packet.params)
         if check.error:
-            return self._refuse_startup(check.error)
+            return self.refuse_login(check.error)
         minor = min(packet.minor, _NEWEST_MINOR) if packet.minor != 1 else 0
         self._negotiation = ProtocolNegotiation(packet.minor, minor, check.protocol_options)
         params = check.upstream
@@ -328,7 +328,8 @@ class Session:
         rest = self._startup.take_rest()
         return commands + (self.receive_client(rest) if rest else [])
 
-    def _refuse_startup(self, error: PgError) -> list[Command]:
+    def refuse_login(self, error: PgError) -> list[Command]:
+        """End the connection before (or during) authentication with a FATAL `error`."""
         return [ToClient(error.encode()), self._close(error.message)]
 
     # ---- server -> client -------------------------------------------------------------
@@ -462,7 +463,7 @@ class Session:
             reason,
             "Check that the database server is running and that sqlguard's --upstream is right.",
         )
-        return self._refuse_startup(error)
+        return self.refuse_login(error)
 
     def _violation(self, reason: str) -> list[Command]:
         error = fatal(PROTOCOL_VIOLATION, f"sqlguard: invalid message from the client: {reason}")

@@ -31,6 +31,7 @@ from sqlguard.session.commands import (
     ToServer,
 )
 from sqlguard.session.machine import Phase, Session
+from sqlguard.wire.errors import PgError
 from sqlguard.wire.messages import rows_in_tag
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class ClientConnection(asyncio.Protocol):
         self.session: Session | None = None
         self.peer = ""
         self._close_reason = "client disconnected"
+        self._admitted: str | None = None  # the user counted against the connection limits
+        self._login_timer: asyncio.TimerHandle | None = None
         self._span: Span | None = None  # the connection's span, parent of statement spans
         self._running: dict[int, tuple[float, Span | None, StatementStarted]] = {}
 
@@ -71,6 +74,8 @@ class ClientConnection(asyncio.Protocol):
         self.session.set_max_message_bytes(self._sidecar.settings.max_message_bytes)
         self._sidecar.connections.add(self)
         self._sidecar.metrics.connection_opened()
+        timeout = self._sidecar.settings.login_timeout
+        self._login_timer = asyncio.get_running_loop().call_later(timeout, self._login_timed_out)
         if self._sidecar.auditor is not None:
             self._sidecar.auditor.connection_opened(id(self), self.peer)
 
@@ -141,7 +146,14 @@ class ClientConnection(asyncio.Protocol):
                 self._close(command.reason)
 
     def _open_upstream(self, command: OpenUpstream) -> None:
-        assert self._client is not None
+        assert self._client is not None and self.session is not None
+        user = command.identity.user
+        refusal = self._sidecar.limits.admit(user, self.peer, time.monotonic())
+        if refusal is not None:
+            log.warning("login refused for %s from %s: %s", user, self.peer, refusal.message)
+            self._run(self.session.refuse_login(refusal))
+            return
+        self._admitted = user
         self._client.pause_reading()  # nothing to read until the upstream answers
         self._sidecar.spawn(self._connect(command))
 
@@ -211,6 +223,12 @@ class ClientConnection(asyncio.Protocol):
 
     def _login_result(self, ok: bool) -> None:
         assert self.session is not None and self.session.identity is not None
+        self._cancel_login_timer()
+        user, limits = self.session.identity.user, self._sidecar.limits
+        if ok:
+            limits.login_succeeded(user, self.peer)
+        elif limits.login_failed(user, self.peer, time.monotonic()):
+            log.warning("too many failed logins: locking out %s and %s", user, self.peer)
         self._sidecar.metrics.login(self.session.identity.user, ok)
         if not ok and self._sidecar.alerter is not None:
             self._sidecar.alerter.login_failed(self.session.identity.user, self.peer)
@@ -218,6 +236,19 @@ class ClientConnection(asyncio.Protocol):
             self._span = self._sidecar.tracer.connection(self.session.identity)
         if self._sidecar.auditor is not None:
             self._sidecar.auditor.login(id(self), self.session.identity, ok)
+
+    def _login_timed_out(self) -> None:
+        self._login_timer = None
+        if self.session is None or self.session.phase not in (Phase.STARTUP, Phase.AUTH):
+            return
+        log.warning("login from %s timed out", self.peer)
+        error = PgError("FATAL", "57014", "canceling authentication due to timeout")
+        self._run(self.session.refuse_login(error))
+
+    def _cancel_login_timer(self) -> None:
+        if self._login_timer is not None:
+            self._login_timer.cancel()
+            self._login_timer = None
 
     def _register_cancel_key(self, command: RegisterCancelKey) -> None:
         upstream = UpstreamKey(command.pid, command.upstream_key)
@@ -239,6 +270,10 @@ class ClientConnection(asyncio.Protocol):
             self._run(self.session.shutdown())
 
     def _release(self) -> None:
+        self._cancel_login_timer()
+        if self._admitted is not None:
+            self._sidecar.limits.release(self._admitted)
+            self._admitted = None
         for pid, key in self._cancel_keys:
             self._sidecar.cancel_keys.unregister(pid, key)
         self._cancel_keys.clear()

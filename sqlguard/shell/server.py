@@ -26,6 +26,7 @@ from sqlguard.observe.tracing import StatementTracer, provider_from_environment
 from sqlguard.policy.loader import RuleError, load_rules
 from sqlguard.policy.model import Decision, Identity
 from sqlguard.session.cancel import CancelRegistry
+from sqlguard.session.limits import ConnectionLimits, LimitSettings
 from sqlguard.shell.connection import ClientConnection
 from sqlguard.shell.reload import watch_rules
 from sqlguard.wire.messages import CancelRequest
@@ -67,6 +68,15 @@ class Sidecar:
         upstream = settings.upstream
         self.tracer = StatementTracer(provider, upstream.host, upstream.port) if provider else None
         self.cancel_keys = CancelRegistry()
+        self.limits = ConnectionLimits(
+            LimitSettings(
+                settings.max_connections,
+                settings.max_connections_per_user,
+                settings.lockout_failures,
+                settings.lockout_window,
+                settings.lockout_seconds,
+            )
+        )
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None

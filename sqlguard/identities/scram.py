@@ -1,0 +1,235 @@
+"""The server side of SCRAM-SHA-256 (RFC 5802, RFC 7677), as PostgreSQL speaks it.
+
+Written here rather than taken from scramp: scramp 1.4.15+ refuses libpq's client-first
+message, whose user name is empty (``n,,n=,r=...``). PostgreSQL ignores the SCRAM user name
+and uses the startup packet's, so we accept any name (empty, pgjdbc's ``*``, or a real one).
+
+Channel binding (``SCRAM-SHA-256-PLUS``) is not offered yet: a client that *requires* it
+(``p=...``) is refused; a client that could bind but saw no ``-PLUS`` offer says ``y`` and is
+accepted, as RFC 5802 allows when the server does not support binding.
+
+A verifier checks the password it was made from and no other:
+
+>>> verifier = parse_verifier(make_verifier("pencil"))
+>>> verifier.iterations
+4096
+>>> verifier.matches("pencil"), verifier.matches("pen")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from sqlguard.identities.saslprep import saslprep
+
+MECHANISM = "SCRAM-SHA-256"
+DEFAULT_ITERATIONS = 4096
+SALT_BYTES = 16  # what PostgreSQL uses
+NONCE_BYTES = 18  # what PostgreSQL uses
+_VERIFIER = re.compile(
+    r"SCRAM-SHA-256\$(?P<iter>[0-9]{1,9}):(?P<salt>[A-Za-z0-9+/=]+)"
+    r"\$(?P<stored>[A-Za-z0-9+/=]+):(?P<server>[A-Za-z0-9+/=]+)"
+)
+_PRINTABLE_NONCE = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII except ','
+
+
+class ScramError(ValueError):
+    """The exchange failed: malformed message, refused option or wrong password.
+
+    The message is for the sidecar's log; tell the client only "password authentication
+    failed" (SQLSTATE 28P01), as PostgreSQL does, so it learns nothing about why.
+    """
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """A stored SCRAM secret: enough to check a password, not enough to log in with.
+
+    ``repr`` hides the keys: StoredKey and ServerKey allow an offline guessing attack and
+    ServerKey lets its holder impersonate the server, so they must not reach logs.
+    """
+
+    iterations: int
+    salt: bytes = field(repr=False)
+    stored_key: bytes = field(repr=False)
+    server_key: bytes = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        """PostgreSQL's ``rolpassword`` form (``ALTER ROLE ... PASSWORD`` accepts it as is)."""
+        return (
+            f"{MECHANISM}${self.iterations}:{_b64(self.salt)}"
+            f"${_b64(self.stored_key)}:{_b64(self.server_key)}"
+        )
+
+    def matches(self, password: str) -> bool:
+        """Is ``password`` the one this verifier was made from? (Costs one PBKDF2 run.)"""
+        stored, _ = _keys(_salted(password, self.salt, self.iterations))
+        return hmac.compare_digest(stored, self.stored_key)
+
+
+def make_verifier(password: str, iterations: int = DEFAULT_ITERATIONS) -> str:
+    """A new verifier for ``password`` with a fresh random salt, in PostgreSQL's format."""
+    if iterations < 1:
+        raise ValueError("iterations must be at least 1")
+    salt = secrets.token_bytes(SALT_BYTES)
+    stored, server = _keys(_salted(password, salt, iterations))
+    return Verifier(iterations, salt, stored, server).text
+
+
+def parse_verifier(text: str) -> Verifier:
+    """Read PostgreSQL's stored form; the error never echoes the text (it is a secret)."""
+    match = _VERIFIER.fullmatch(text.strip())
+    if not match:
+        raise ScramError(
+            "not a SCRAM-SHA-256 verifier (expected "
+            "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)"
+        )
+    try:
+        salt, stored, server = (
+            base64.b64decode(match[name], validate=True) for name in ("salt", "stored", "server")
+        )
+    except binascii.Error:
+        raise ScramError("SCRAM-SHA-256 verifier has invalid base64") from None
+    if len(stored) != 32 or len(server) != 32 or not salt or int(match["iter"]) < 1:
+        raise ScramError("SCRAM-SHA-256 verifier has wrong key lengths or iteration count")
+    return Verifier(int(match["iter"]), salt, stored, server)
+
+
+def mock_verifier(name: str, server_secret: bytes) -> Verifier:
+    """A verifier no password matches, stable per name: run the exchange for unknown names
+    with it (as PostgreSQL does) so a client cannot tell unknown names from wrong passwords."""
+    digest = hmac.new(server_secret, b"mock-salt:" + name.encode(), hashlib.sha256).digest()
+    unmatchable = hmac.new(server_secret, b"mock-key:" + name.encode(), hashlib.sha256).digest()
+    return Verifier(DEFAULT_ITERATIONS, digest[:SALT_BYTES], unmatchable, unmatchable)
+
+
+class ScramServer:
+    """One SCRAM-SHA-256 exchange, sans-IO: feed it the client's SASL payloads in order.
+
+    ``first`` takes the SASLInitialResponse data and returns the AuthenticationSASLContinue
+    data; ``final`` takes the SASLResponse data and returns the AuthenticationSASLFinal data,
+    or raises ``ScramError``. Only after ``final`` returns is the client authenticated.
+    """
+
+    def __init__(self, verifier: Verifier, *, nonce: str | None = None) -> None:
+        self._verifier = verifier
+        self._server_nonce = nonce or _b64(secrets.token_bytes(NONCE_BYTES))
+        self._gs2_header: bytes | None = None
+        self._first_bare = ""
+        self._server_first = ""
+        self.client_user = ""  # informative only: PostgreSQL uses the startup packet's user
+
+    def first(self, client_first: bytes) -> bytes:
+        """Parse client-first, return server-first (``r=...,s=...,i=...``)."""
+        if self._gs2_header is not None:
+            raise ScramError("SCRAM client-first message sent twice")
+        text = _ascii(client_first, "client-first")
+        flag, authzid, bare = _split_gs2(text)
+        if flag.startswith("p="):
+            raise ScramError("client requires channel binding, which sqlguard does not offer yet")
+        if flag not in ("n", "y"):
+            raise ScramError(f"invalid channel-binding flag {flag[:10]!r}")
+        if authzid:
+            raise ScramError("SCRAM authorization identity (a=) is not supported")
+        attributes = _attributes(bare, "client-first")
+        if not attributes or attributes[0][0] != "n" or len(attributes) < 2:
+            raise ScramError("client-first must start with n=<user>,r=<nonce>")
+        if attributes[1][0] != "r" or not _PRINTABLE_NONCE.fullmatch(attributes[1][1]):
+            raise ScramError("client-first has a missing or invalid nonce")
+        _refuse_mandatory(attributes[2:])
+        self.client_user = attributes[0][1]
+        self._gs2_header = f"{flag},{authzid},".encode()
+        self._first_bare = bare
+        nonce = attributes[1][1] + self._server_nonce
+        salt, iterations = _b64(self._verifier.salt), self._verifier.iterations
+        self._server_first = f"r={nonce},s={salt},i={iterations}"
+        return self._server_first.encode()
+
+    def final(self, client_final: bytes) -> bytes:
+        """Check client-final's binding, nonce and proof; return server-final (``v=...``)."""
+        if self._gs2_header is None or not self._server_first:
+            raise ScramError("SCRAM client-final message out of order")
+        text = _ascii(client_final, "client-final")
+        self._server_first, server_first = "", self._server_first  # one attempt only
+        without_proof, _, proof_text = text.rpartition(",p=")
+        attributes = _attributes(without_proof, "client-final")
+        if len(attributes) < 2 or attributes[0][0] != "c" or attributes[1][0] != "r":
+            raise ScramError("client-final must be c=<binding>,r=<nonce>,...,p=<proof>")
+        if _unb64(attributes[0][1], "channel binding") != self._gs2_header:
+            raise ScramError("client-final channel binding does not match client-first")
+        if attributes[1][1] != server_first[2:].split(",", 1)[0]:
+            raise ScramError("client-final nonce does not match")
+        _refuse_mandatory(attributes[2:])
+        auth_message = f"{self._first_bare},{server_first},{without_proof}".encode()
+        self._check_proof(_unb64(proof_text, "proof"), auth_message)
+        signature = hmac.new(self._verifier.server_key, auth_message, hashlib.sha256).digest()
+        return f"v={_b64(signature)}".encode()
+
+    def _check_proof(self, proof: bytes, auth_message: bytes) -> None:
+        stored_key = self._verifier.stored_key
+        signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+        if len(proof) != len(signature):
+            raise ScramError("client proof has the wrong length")
+        client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
+        if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
+            raise ScramError("wrong password (client proof does not verify)")
+
+
+def _salted(password: str, salt: bytes, iterations: int) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", saslprep(password).encode(), salt, iterations)
+
+
+def _keys(salted_password: bytes) -> tuple[bytes, bytes]:
+    """(StoredKey, ServerKey) from SaltedPassword, per RFC 5802 section 3."""
+    client_key = hmac.new(salted_password, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted_password, b"Server Key", hashlib.sha256).digest()
+    return hashlib.sha256(client_key).digest(), server_key
+
+
+def _split_gs2(text: str) -> tuple[str, str, str]:
+    parts = text.split(",", 2)
+    if len(parts) != 3:
+        raise ScramError("client-first lacks a GS2 header (n,, or y,,)")
+    flag, authzid, bare = parts
+    return flag, authzid, bare
+
+
+def _attributes(text: str, what: str) -> list[tuple[str, str]]:
+    """``a=value`` pairs in order; a value may contain '=' (base64 padding)."""
+    pairs = []
+    for item in text.split(","):
+        if len(item) < 2 or item[1] != "=" or not item[0].isalpha():
+            raise ScramError(f"malformed attribute in {what} message")
+        pairs.append((item[0], item[2:]))
+    return pairs
+
+
+def _refuse_mandatory(extensions: list[tuple[str, str]]) -> None:
+    if any(name == "m" for name, _ in extensions):
+        raise ScramError("SCRAM mandatory extension (m=) is not supported")
+
+
+def _ascii(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ScramError(f"{what} message is not UTF-8") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ScramError(f"invalid base64 in {what}") from None
