@@ -35,8 +35,8 @@ _NO_APPROVERS = (
 # Texts longer than this are analysed every time: caching them could pin a lot of memory.
 _CACHEABLE_TEXT = 8 * 1024
 
-# (decision, who asked, the statements' facts, the statement text, seconds spent deciding)
-DecisionListener = Callable[[Decision, Identity, tuple[StatementFacts, ...], bytes, float], None]
+# (decision, who asked, the statement text, seconds spent deciding)
+DecisionListener = Callable[[Decision, Identity, bytes, float], None]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -120,7 +120,7 @@ class Firewall:
             _log_decision(decision, identity)
         if self.on_decision is not None:
             spent = time.perf_counter() - started
-            self.on_decision(decision, identity, self.facts(text), text, spent)
+            self.on_decision(decision, identity, text, spent)
         return decision
 
     def cache_stats(self) -> dict[str, tuple[int, int]]:

@@ -12,7 +12,6 @@ from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.sanitize import query_summary
 from sqlguard.config import Settings, parse_listen
 from sqlguard.firewall import Firewall
@@ -198,13 +197,13 @@ class Sidecar:
         self,
         decision: Decision,
         identity: Identity,
-        facts: tuple[StatementFacts, ...],
         text: bytes,
         seconds: float,
     ) -> None:
         self.metrics.statement(decision, None, seconds)
         if decision.refused and self.alerter is not None:
-            self.alerter.refused(decision, identity, query_summary(facts))
+            summary = query_summary(self.firewall.facts(text))  # only for the rare refusal
+            self.alerter.refused(decision, identity, summary)
 
     def _on_approval(self, outcome: str, fields: dict[str, str]) -> None:
         self.metrics.approval(outcome)
