@@ -18,6 +18,7 @@ import yaml
 
 if TYPE_CHECKING:
     from sqlguard.approvals.config import ApprovalSettings
+    from sqlguard.identities.config import IdentitySettings
     from sqlguard.observe.alerts_config import AlertSettings
     from sqlguard.observe.audit_config import AuditSettings
 
@@ -74,6 +75,9 @@ class Settings:
     audit: AuditSettings | None = None
     # The webhook for alerts (the `alerts:` section): url, format, rate limits.
     alerts: AlertSettings | None = None
+    # Managed identities (the `identities:` section): the sidecar authenticates each person
+    # and logs in upstream as their mapped role. None: passthrough authentication.
+    identities: IdentitySettings | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -122,6 +126,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         from sqlguard.observe.alerts_config import alert_settings
 
         values["alerts"] = alert_settings(values["alerts"])
+    if "identities" in values:
+        from sqlguard.identities.config import identity_settings
+
+        assert config_file is not None
+        values["identities"] = identity_settings(values["identities"], config_file.parent)
     if "audit" in values:
         from sqlguard.observe.audit_config import audit_settings
 

@@ -33,6 +33,8 @@ MECHANISM = "SCRAM-SHA-256"
 DEFAULT_ITERATIONS = 4096
 SALT_BYTES = 16  # what PostgreSQL uses
 NONCE_BYTES = 18  # what PostgreSQL uses
+# Highest iteration count the client side accepts: a hostile server could ask for billions.
+MAX_ITERATIONS = 1_000_000
 _VERIFIER = re.compile(
     r"SCRAM-SHA-256\$(?P<iter>[0-9]{1,9}):(?P<salt>[A-Za-z0-9+/=]+)"
     r"\$(?P<stored>[A-Za-z0-9+/=]+):(?P<server>[A-Za-z0-9+/=]+)"
@@ -181,6 +183,67 @@ class ScramServer:
         client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
         if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
             raise ScramError("wrong password (client proof does not verify)")
+
+
+class ScramClient:
+    """The client side, for the sidecar's own login to the upstream as a mapped role.
+
+    The salted password is derived once per (salt, iteration count) and kept: the upstream
+    role's salt does not change between logins, and PBKDF2 would otherwise block the event
+    loop for milliseconds on every new upstream connection.
+    """
+
+    def __init__(self, password: str, *, nonce: str | None = None) -> None:
+        self._password = password
+        self._nonce = nonce or _b64(secrets.token_bytes(NONCE_BYTES))
+        self._salted_cache: dict[tuple[bytes, int], bytes] = {}
+        self._expected_signature = b""
+        self._first_bare = ""
+
+    def __repr__(self) -> str:
+        return "ScramClient(<password hidden>)"
+
+    def first(self) -> bytes:
+        """client-first; the user name is left empty, as libpq does (the server ignores it)."""
+        self._first_bare = f"n=,r={self._nonce}"
+        self._expected_signature = b""
+        return f"n,,{self._first_bare}".encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        """client-final with the proof, from the server's nonce, salt and iteration count."""
+        text = _ascii(server_first, "server-first")
+        attributes = dict(_attributes(text, "server-first")[:3])
+        nonce, salt_text, iterations_text = (attributes.get(key, "") for key in "rsi")
+        if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
+            raise ScramError("server-first nonce does not extend the client's nonce")
+        if not iterations_text.isdigit() or not 0 < int(iterations_text) <= MAX_ITERATIONS:
+            raise ScramError(f"server-first iteration count must be 1 to {MAX_ITERATIONS}")
+        salt = _unb64(salt_text, "salt")
+        salted = self._salted(salt, int(iterations_text))
+        without_proof = f"c=biws,r={nonce}"  # biws: base64 of the GS2 header "n,,"
+        auth_message = f"{self._first_bare},{text},{without_proof}".encode()
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        stored_key, server_key = _keys(salted)
+        signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        self._expected_signature = hmac.new(server_key, auth_message, hashlib.sha256).digest()
+        return f"{without_proof},p={_b64(proof)}".encode()
+
+    def verify(self, server_final: bytes) -> None:
+        """The server proves it knew the verifier; without this a fake server could pose."""
+        text = _ascii(server_final, "server-final")
+        if text.startswith("e="):
+            raise ScramError(f"the server refused the SCRAM exchange: {text[2:]}")
+        if not text.startswith("v=") or not self._expected_signature:
+            raise ScramError("malformed or unexpected server-final message")
+        if not hmac.compare_digest(_unb64(text[2:], "server signature"), self._expected_signature):
+            raise ScramError("the server's SCRAM signature does not verify")
+
+    def _salted(self, salt: bytes, iterations: int) -> bytes:
+        key = (salt, iterations)
+        if key not in self._salted_cache:
+            self._salted_cache = {key: _salted(self._password, salt, iterations)}
+        return self._salted_cache[key]
 
 
 def _salted(password: str, salt: bytes, iterations: int) -> bytes:

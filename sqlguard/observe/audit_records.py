@@ -32,6 +32,7 @@ class RecordType(enum.StrEnum):
     approval_refused = "approval_refused"
     identity_expired = "identity_expired"
     identity_revoked = "identity_revoked"
+    identities_reload = "identities_reload"
     rotated_from = "rotated_from"
     """Written by the log itself: the first record of a new live file."""
     crash_recovered = "crash_recovered"

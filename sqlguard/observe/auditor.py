@@ -56,8 +56,22 @@ class Auditor:
     def connection_closed(self, connection: int, reason: str) -> None:
         self._submit(RecordType.connection_close, conn=connection, reason=reason)
 
-    def login(self, connection: int, identity: Identity, ok: bool) -> None:
-        self._submit(RecordType.login, conn=connection, ok=ok, **identity_fields(identity))
+    def login(
+        self, connection: int, identity: Identity, ok: bool, reason: str = "", role: str = ""
+    ) -> None:
+        """A login; in managed identities mode with the person's groups and database role."""
+        extra: dict[str, Any] = {"reason": reason} if reason else {}
+        if role:
+            extra.update(role=role, groups=list(identity.groups))
+        self._submit(RecordType.login, conn=connection, ok=ok, **identity_fields(identity), **extra)
+
+    def identity_ended(self, connection: int, identity: Identity, revoked: bool, why: str) -> None:
+        """A live session ended because the person's access expired or was revoked."""
+        kind = RecordType.identity_revoked if revoked else RecordType.identity_expired
+        self._submit(kind, conn=connection, reason=why, **identity_fields(identity))
+
+    def identities_reloaded(self, ok: bool, error: str = "") -> None:
+        self._submit(RecordType.identities_reload, ok=ok, **({"error": error} if error else {}))
 
     def statement(
         self,

@@ -19,12 +19,15 @@ class Identity:
     """Who sends the statement, as established at connection startup.
 
     ``client_addr`` is the peer's IP address, or ``local`` for a Unix-domain socket.
+    ``groups`` are the person's groups from the identities store (managed identities mode),
+    in addition to the groups whose ``members`` name them.
     """
 
     user: str
     database: str
     application_name: str = ""
     client_addr: str = ""
+    groups: tuple[str, ...] = ()
 
 
 class Action(enum.StrEnum):

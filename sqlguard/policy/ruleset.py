@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from sqlguard.policy.conditions import Match
@@ -40,7 +41,16 @@ class Group:
     source: str = ""
 
     def contains(self, identity: Identity) -> bool:
-        """Do the group's criteria name ``identity``?"""
+        """Do the group's criteria name ``identity``?
+
+        Membership from the identities store stands for the ``users`` criterion; the others
+        (applications, addresses) still hold, so "staff only from the office" stays so.
+        """
+        if self.name in identity.groups:
+            members = self.members
+            return members is None or dataclasses.replace(members, users=None).matches(
+                identity, frozenset()
+            )
         return self.members is not None and self.members.matches(identity, frozenset())
 
 

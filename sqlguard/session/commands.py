@@ -19,6 +19,15 @@ class ToServer:
 
 
 @dataclass(frozen=True, slots=True)
+class Admit:
+    """A login starts: check the connection limits and lock-outs, then answer with
+    ``Session.admitted`` (before any password is checked, so a locked-out guesser learns
+    nothing from the answer)."""
+
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
 class OpenUpstream:
     """Connect to the upstream and send `startup` as the first bytes."""
 
@@ -69,9 +78,17 @@ class StatementFinished:
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
-    """The upstream accepted (ReadyForQuery) or refused (FATAL) the client's login."""
+    """The login succeeded (ReadyForQuery) or failed.
+
+    ``guess``: a failure that counts toward the lock-out (a wrong password, not an expired
+    identity or a refusal of sqlguard's own upstream login); ``role``: the database role the
+    session runs as, in managed identities mode.
+    """
 
     ok: bool
+    reason: str = ""
+    guess: bool = True
+    role: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +101,7 @@ class Close:
 Command = (
     ToClient
     | ToServer
+    | Admit
     | OpenUpstream
     | ForwardCancel
     | RegisterCancelKey

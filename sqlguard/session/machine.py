@@ -14,12 +14,13 @@ import enum
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlguard.approvals.tokens import Approval
 from sqlguard.policy.model import Action, Decision, Identity
 from sqlguard.session.approval import ApprovalTokens
 from sqlguard.session.commands import (
+    Admit,
     Close,
     Command,
     ConsumeApproval,
@@ -33,6 +34,14 @@ from sqlguard.session.commands import (
     ToServer,
 )
 from sqlguard.session.inflight import Finished, InFlight
+from sqlguard.session.login import (
+    Accounts,
+    Authenticated,
+    ClientLogin,
+    LoginFailed,
+    UpstreamLogin,
+    access_refused,
+)
 from sqlguard.session.refusals import RefusalMarkers
 from sqlguard.session.startup import ProtocolNegotiation, check_startup_params
 from sqlguard.session.statements import PreparedStatements
@@ -53,12 +62,12 @@ Judge = Callable[[bytes, Identity, str | None], Decision]
 
 # Frontend message types of protocol 3.x (docs, "Message Formats").
 _FRONTEND_TYPES = frozenset(b"QPBEDCSHFdcfXp")
-# Client messages the machine reads; CopyData ('d') streams through unread.
-_CLIENT_INSPECT = frozenset(b"QPBEDCSFX")
-# Server messages the machine reads: status, errors, cancel keys, version negotiation.
+# Client messages the machine reads (authentication answers 'p' too, for managed
+# identities); CopyData ('d') streams through unread.
+_CLIENT_INSPECT = frozenset(b"QPBEDCSFXp")
 # Server messages the machine reads: status, errors, command completions (for tracing),
-# cancel keys, version negotiation. DataRows and the like stream through unread.
-_SERVER_INSPECT = frozenset(b"ZECIsKv")
+# cancel keys, version negotiation, authentication. DataRows and the like stream unread.
+_SERVER_INSPECT = frozenset(b"ZECIsKvR")
 _NEWEST_MINOR = 2
 _DIRECT_TLS_FIRST_BYTE = 0x16
 # CommandComplete, EmptyQueryResponse, PortalSuspended: an Execute's result is complete.
@@ -97,8 +106,19 @@ class Phase(enum.Enum):
 class Session:
     """One client connection and its upstream connection, as a pure state machine."""
 
-    def __init__(self, judge: Judge, rules_version: Callable[[], str], client_addr: str = ""):
+    def __init__(
+        self,
+        judge: Judge,
+        rules_version: Callable[[], str],
+        client_addr: str = "",
+        accounts: Accounts | None = None,
+    ):
         self._judge = judge
+        self._accounts = accounts  # managed identities mode; None: passthrough
+        self._client_login: ClientLogin | None = None
+        self._upstream_login: UpstreamLogin | None = None
+        self._startup_params: dict[str, str] = {}
+        self._early_bytes = b""  # what followed the StartupMessage in the same read
         self._tokens = ApprovalTokens()
         self._queue: deque[bytes | Frame] = deque()
         self._awaiting: _Awaiting | None = None
@@ -143,7 +163,7 @@ class Session:
         """Handle queued client messages in order, stopping at one that awaits the ledger."""
         out: list[bytes] = []
         try:
-            while self._queue and self._awaiting is None:
+            while self._queue and self._awaiting is None and self.phase is not Phase.CLOSED:
                 item = self._queue.popleft()
                 out.append(item if isinstance(item, bytes) else self._client_message(item))
         except m.MalformedMessage as exc:
@@ -185,8 +205,46 @@ class Session:
             raise m.MalformedMessage(
                 f"unexpected message {chr(frame.type)!r} during authentication"
             )
+        if self._client_login is not None and frame.type == ord("p"):
+            return self._on_password(self._client_login, frame)
         handler = _CLIENT_HANDLERS.get(frame.type)
         return handler(self, frame) if handler else frame.raw
+
+    def _on_password(self, login: ClientLogin, frame: Frame) -> bytes:
+        """Managed identities: one step of the person's own authentication with the sidecar."""
+        assert self.identity is not None and self._accounts is not None
+        outcome = login.answer(frame.body)
+        if isinstance(outcome, bytes):
+            self._events.append(ToClient(outcome))
+        elif isinstance(outcome, LoginFailed):
+            self._login_failed(outcome)
+        else:
+            self._authenticated(outcome)
+        return b""
+
+    def _authenticated(self, outcome: Authenticated) -> None:
+        self._client_login = None
+        person, now = outcome.person, self._accounts.now()  # type: ignore[union-attr]
+        assert self.identity is not None and self._accounts is not None
+        refusal = access_refused(person, self.identity.database, now)
+        if refusal is not None:
+            self._login_failed(LoginFailed(refusal, refusal.message, guess=False))
+            return
+        self.identity = replace(self.identity, groups=person.groups_at(now))
+        role = person.upstream_role
+        self._upstream_login = UpstreamLogin(role, self._accounts.upstream_password(role))
+        params = {**self._startup_params, "user": role}
+        params.setdefault("database", self.identity.database)
+        startup = m.StartupMessage(3, self._negotiation.minor, params).encode()
+        if outcome.server_final:
+            self._events.append(ToClient(outcome.server_final))
+        self._events.append(OpenUpstream(startup, self.identity))
+
+    def _login_failed(self, failure: LoginFailed) -> None:
+        self._events += [
+            LoginResult(ok=False, reason=failure.reason, guess=failure.guess),
+            *self.refuse_login(failure.error),
+        ]
 
     def _on_query(self, frame: Frame) -> bytes:
         self._refusals.boundary_sent()
@@ -323,9 +381,23 @@ class Session:
             client_addr=self._client_addr,
         )
         self.phase = Phase.AUTH
-        upstream = m.StartupMessage(3, minor, params).encode()
-        commands: list[Command] = [OpenUpstream(upstream, self.identity)]
-        rest = self._startup.take_rest()
+        self._startup_params = params
+        self._early_bytes = self._startup.take_rest()
+        return [Admit(self.identity)]
+
+    def admitted(self, refusal: PgError | None) -> list[Command]:
+        """The shell's answer to Admit: go on with the login, or refuse it with ``refusal``."""
+        if self.phase is Phase.CLOSED or self.identity is None:
+            return []
+        if refusal is not None:
+            return self.refuse_login(refusal)
+        if self._accounts is None:
+            startup = m.StartupMessage(3, self._negotiation.minor, self._startup_params).encode()
+            commands: list[Command] = [OpenUpstream(startup, self.identity)]
+        else:
+            self._client_login = ClientLogin(self._accounts, self.identity.user)
+            commands = [ToClient(self._client_login.request())]
+        rest, self._early_bytes = self._early_bytes, b""
         return commands + (self.receive_client(rest) if rest else [])
 
     def refuse_login(self, error: PgError) -> list[Command]:
@@ -358,11 +430,14 @@ class Session:
         kind = frame.type
         if kind == ord("Z"):
             if self.phase is Phase.AUTH:
-                commands.append(LoginResult(ok=True))
+                role = self._upstream_login.role if self._upstream_login else ""
+                commands.append(LoginResult(ok=True, role=role))
             return self._on_ready(frame, commands)
+        if kind == ord("R"):
+            return self._on_auth_request(frame, commands)
         if kind == ord("E"):
             if self.phase is Phase.AUTH:
-                commands.append(LoginResult(ok=False))
+                return self._on_login_error(frame, commands)
             raw = self._on_server_error(frame)
             sqlstate = decode_fields(raw[5:]).get("C", "")
             self._finished(self._inflight.result(b"E", sqlstate), commands)
@@ -374,6 +449,33 @@ class Session:
         if kind == ord("K"):
             return self._on_backend_key(frame, commands)
         return self._on_negotiate(frame)
+
+    def _on_auth_request(self, frame: Frame, commands: list[Command]) -> bytes:
+        """Passthrough: the client answers. Managed: the sidecar answers as the mapped role."""
+        login = self._upstream_login
+        if login is None or self.phase is not Phase.AUTH:
+            return frame.raw
+        answer = login.answer(frame.body)
+        if answer is None:
+            return frame.raw  # AuthenticationOk: the client learns it is logged in
+        if isinstance(answer, PgError):
+            commands += [LoginResult(ok=False, reason=answer.detail, guess=False)]
+            commands.append(self._close(answer.message))
+            return answer.encode()
+        if answer:
+            commands.append(ToServer(answer))
+        return b""
+
+    def _on_login_error(self, frame: Frame, commands: list[Command]) -> bytes:
+        """The upstream refused the login. Managed mode: say so without its role details."""
+        if self._upstream_login is None:
+            commands.append(LoginResult(ok=False))
+            return self._on_server_error(frame)
+        message = decode_fields(frame.body).get("M", "")
+        error = self._upstream_login.upstream_error(message)
+        commands.append(LoginResult(ok=False, reason=message, guess=False))
+        self._server_fatal = True
+        return error.encode()
 
     def _on_ready(self, frame: Frame, commands: list[Command]) -> bytes:
         self.tx_status = frame.body[:1]
@@ -424,18 +526,25 @@ class Session:
     # ---- closing ----------------------------------------------------------------------
 
     def shutdown(self) -> list[Command]:
-        """The sidecar is stopping: end the session as PostgreSQL's fast shutdown does.
+        """The sidecar is stopping: end the session as PostgreSQL's fast shutdown does."""
+        error = PgError(
+            "FATAL", ADMIN_SHUTDOWN, "terminating connection due to administrator command"
+        )
+        return self.end(error, "sidecar shutting down")
 
-        The FATAL goes out only between two server messages: inside a half-forwarded DataRow
-        it would corrupt the client's stream, so then the client just sees the socket close.
+    def end(self, error: PgError, reason: str) -> list[Command]:
+        """End a live session with a FATAL ``error`` (shutdown, access expired or revoked).
+
+        The upstream gets Terminate, so an open transaction is rolled back. The FATAL goes
+        out only between two server messages: inside a half-forwarded DataRow it would
+        corrupt the client's stream, so then the client just sees the socket close.
         """
         if self.phase is Phase.CLOSED:
             return []
         commands: list[Command] = [ToServer(m.TERMINATE)] if self.phase is Phase.READY else []
         if self._server.at_boundary:
-            error = fatal(ADMIN_SHUTDOWN, "terminating connection due to administrator command")
-            commands.append(ToClient(error))
-        return [*commands, self._close("sidecar shutting down")]
+            commands.append(ToClient(error.encode()))
+        return [*commands, self._close(reason)]
 
     def client_closed(self) -> list[Command]:
         if self.phase is Phase.CLOSED:

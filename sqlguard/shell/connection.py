@@ -18,6 +18,7 @@ from sqlguard.observe.auditor import StatementResult
 from sqlguard.observe.tracing import StatementTracer
 from sqlguard.session.cancel import UpstreamKey
 from sqlguard.session.commands import (
+    Admit,
     Close,
     Command,
     ConsumeApproval,
@@ -70,7 +71,9 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "local"
         firewall = self._sidecar.firewall
-        self.session = Session(firewall.judge, firewall.rules_version, self.peer)
+        self.session = Session(
+            firewall.judge, firewall.rules_version, self.peer, self._sidecar.identities
+        )
         self.session.set_max_message_bytes(self._sidecar.settings.max_message_bytes)
         self._sidecar.connections.add(self)
         self._sidecar.metrics.connection_opened()
@@ -128,6 +131,8 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(command, ToClient):
                 if self._client is not None:
                     self._client.write(command.data)
+            elif isinstance(command, Admit):
+                self._admit(command)
             elif isinstance(command, OpenUpstream):
                 self._open_upstream(command)
             elif isinstance(command, RegisterCancelKey):
@@ -139,21 +144,24 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(command, StatementFinished):
                 self._statement_finished(command)
             elif isinstance(command, LoginResult):
-                self._login_result(command.ok)
+                self._login_result(command)
             elif isinstance(command, ConsumeApproval):
                 self._consume_approval(command)
             elif isinstance(command, Close):
                 self._close(command.reason)
 
-    def _open_upstream(self, command: OpenUpstream) -> None:
-        assert self._client is not None and self.session is not None
+    def _admit(self, command: Admit) -> None:
+        assert self.session is not None
         user = command.identity.user
         refusal = self._sidecar.limits.admit(user, self.peer, time.monotonic())
-        if refusal is not None:
+        if refusal is None:
+            self._admitted = user
+        else:
             log.warning("login refused for %s from %s: %s", user, self.peer, refusal.message)
-            self._run(self.session.refuse_login(refusal))
-            return
-        self._admitted = user
+        self._run(self.session.admitted(refusal))
+
+    def _open_upstream(self, command: OpenUpstream) -> None:
+        assert self._client is not None
         self._client.pause_reading()  # nothing to read until the upstream answers
         self._sidecar.spawn(self._connect(command))
 
@@ -221,13 +229,15 @@ class ClientConnection(asyncio.Protocol):
             self.session.identity, facts, statement.decision, statement.text, result
         )
 
-    def _login_result(self, ok: bool) -> None:
+    def _login_result(self, result: LoginResult) -> None:
         assert self.session is not None and self.session.identity is not None
         self._cancel_login_timer()
-        user, limits = self.session.identity.user, self._sidecar.limits
+        ok, user, limits = result.ok, self.session.identity.user, self._sidecar.limits
         if ok:
             limits.login_succeeded(user, self.peer)
-        elif limits.login_failed(user, self.peer, time.monotonic()):
+        else:
+            log.warning("login failed for %s from %s: %s", user, self.peer, result.reason)
+        if not ok and result.guess and limits.login_failed(user, self.peer, time.monotonic()):
             log.warning("too many failed logins: locking out %s and %s", user, self.peer)
         self._sidecar.metrics.login(self.session.identity.user, ok)
         if not ok and self._sidecar.alerter is not None:
@@ -235,7 +245,8 @@ class ClientConnection(asyncio.Protocol):
         if ok and self._sidecar.tracer is not None:
             self._span = self._sidecar.tracer.connection(self.session.identity)
         if self._sidecar.auditor is not None:
-            self._sidecar.auditor.login(id(self), self.session.identity, ok)
+            auditor, identity = self._sidecar.auditor, self.session.identity
+            auditor.login(id(self), identity, ok, result.reason, result.role)
 
     def _login_timed_out(self) -> None:
         self._login_timer = None
@@ -268,6 +279,11 @@ class ClientConnection(asyncio.Protocol):
         """The sidecar is stopping."""
         if self.session is not None:
             self._run(self.session.shutdown())
+
+    def end(self, error: PgError) -> None:
+        """End the live session with a FATAL ``error`` (its access expired or was revoked)."""
+        if self.session is not None:
+            self._run(self.session.end(error, error.message))
 
     def _release(self) -> None:
         self._cancel_login_timer()

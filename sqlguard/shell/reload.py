@@ -1,4 +1,4 @@
-"""Reload the rules when their files change, including a Kubernetes ConfigMap swap.
+"""Reload rules and identities when their files change, including a ConfigMap swap.
 
 A ConfigMap volume exposes each file as a symlink into a `..data` directory that is
 itself a symlink, replaced atomically on update: watching one file's inode misses that,
@@ -38,13 +38,25 @@ def rules_fingerprint(directory: Path) -> Fingerprint:
     return tuple(entries)
 
 
-async def watch_rules(directory: Path, reload: Callable[[], object], interval: float) -> None:
-    """Call `reload` whenever the fingerprint changes; runs until cancelled."""
-    seen = rules_fingerprint(directory)
+async def watch(
+    fingerprint: Callable[[], object],
+    changed: Callable[[], object] | None,
+    interval: float,
+    tick: Callable[[], object] | None = None,
+) -> None:
+    """Every ``interval`` seconds: call ``changed`` if the fingerprint moved, else ``tick``.
+
+    ``tick`` is for work that depends on the clock rather than on the files (identities
+    that expire); ``changed`` None only ticks. Runs until cancelled.
+    """
+    seen = fingerprint()
     while True:
         await asyncio.sleep(interval)
-        now = rules_fingerprint(directory)
+        now = fingerprint() if changed is not None else seen
         if now != seen:
             seen = now
-            log.info("rule files in %s changed", directory)
-            reload()
+            log.info("files changed: reloading")
+            assert changed is not None
+            changed()
+        elif tick is not None:
+            tick()

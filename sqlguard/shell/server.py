@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -13,9 +14,11 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 
 from sqlguard.analysis.sanitize import query_summary
-from sqlguard.config import Settings, parse_listen
+from sqlguard.config import ConfigError, Settings, parse_listen
 from sqlguard.firewall import Firewall
 from sqlguard.gate import ApprovalGate
+from sqlguard.identities.directory import IdentityDirectory
+from sqlguard.identities.records import StoreFormatError
 from sqlguard.observe.admin import AdminServer
 from sqlguard.observe.alerts import Alerter
 from sqlguard.observe.audit_writer import AuditLog
@@ -26,8 +29,10 @@ from sqlguard.policy.loader import RuleError, load_rules
 from sqlguard.policy.model import Decision, Identity
 from sqlguard.session.cancel import CancelRegistry
 from sqlguard.session.limits import ConnectionLimits, LimitSettings
+from sqlguard.session.login import session_refusal
+from sqlguard.session.machine import Phase
 from sqlguard.shell.connection import ClientConnection
-from sqlguard.shell.reload import watch_rules
+from sqlguard.shell.reload import rules_fingerprint, watch
 from sqlguard.wire.messages import CancelRequest
 
 log = logging.getLogger("sqlguard")
@@ -66,6 +71,7 @@ class Sidecar:
         provider = tracer_provider or provider_from_environment()
         upstream = settings.upstream
         self.tracer = StatementTracer(provider, upstream.host, upstream.port) if provider else None
+        self.identities = IdentityDirectory(settings.identities) if settings.identities else None
         self.cancel_keys = CancelRegistry()
         self.limits = ConnectionLimits(
             LimitSettings(
@@ -104,7 +110,7 @@ class Sidecar:
                 metrics=self.metrics,
                 status=self.status,
                 ready=self.ready,
-                reload=self.reload_rules,
+                reload=self.reload,
             )
             await self._admin.start()
         log.info(
@@ -174,6 +180,58 @@ class Sidecar:
             return
         transport.write(request)  # the server never answers a CancelRequest
         transport.close()
+
+    def reload(self) -> bool:
+        """SIGHUP and POST /reload: rules and identities; False if either failed."""
+        rules_ok = self.reload_rules()
+        return self.reload_identities() and rules_ok
+
+    def reload_identities(self) -> bool:
+        """Read the identities store and role secrets again, then apply them to live sessions.
+
+        A broken store is reported and the current directory kept: a typo must neither lock
+        everyone out nor let a revoked person back in.
+        """
+        if self.identities is None:
+            return True
+        try:
+            self.identities.reload()
+        except (StoreFormatError, ConfigError) as exc:
+            log.error("identities reload failed, keeping the current ones: %s", exc)
+            if self.auditor is not None:
+                self.auditor.identities_reloaded(False, str(exc))
+            return False
+        log.info("identities reloaded: %d people", len(self.identities.people()))
+        if self.auditor is not None:
+            self.auditor.identities_reloaded(True)
+        self.enforce_identities()
+        return True
+
+    def enforce_identities(self) -> None:
+        """End live sessions whose access expired or was revoked; apply group changes
+        (a just-in-time grant that lapsed, or a new one) to the others."""
+        directory = self.identities
+        if directory is None:
+            return
+        now = directory.now()
+        for connection in list(self.connections):
+            session = connection.session
+            if session is None or session.phase is not Phase.READY or session.identity is None:
+                continue
+            identity = session.identity
+            person = directory.find(identity.user)
+            refusal = session_refusal(person, identity.user, identity.database, now)
+            if refusal is not None:
+                log.warning("ending the session of %s: %s", identity.user, refusal.message)
+                if self.auditor is not None:
+                    revoked = person is None or person.revoked
+                    self.auditor.identity_ended(id(connection), identity, revoked, refusal.message)
+                connection.end(refusal)
+            elif person is not None and person.groups_at(now) != identity.groups:
+                session.identity = dataclasses.replace(identity, groups=person.groups_at(now))
+                log.info(
+                    "groups of %s are now %s", identity.user, ", ".join(session.identity.groups)
+                )
 
     def reload_rules(self) -> bool:
         """Load the rule files again; a broken set is reported and the current one kept."""
@@ -247,10 +305,16 @@ async def serve(settings: Settings, ready: Callable[[Sidecar], None] | None = No
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, sidecar.reload_rules)
-    if settings.rules_poll_interval > 0:
+    loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
+    interval = settings.rules_poll_interval
+    if interval > 0:
+        rules_dir = settings.rules_dir
+        sidecar.spawn(watch(lambda: rules_fingerprint(rules_dir), sidecar.reload_rules, interval))
+    if sidecar.identities is not None:
+        directory = sidecar.identities
+        changed = sidecar.reload_identities if interval > 0 else None
         sidecar.spawn(
-            watch_rules(settings.rules_dir, sidecar.reload_rules, settings.rules_poll_interval)
+            watch(directory.fingerprint, changed, interval or 1.0, sidecar.enforce_identities)
         )
     if ready is not None:
         ready(sidecar)

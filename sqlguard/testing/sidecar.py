@@ -50,8 +50,15 @@ class SidecarProcess:
 
     host = "127.0.0.1"
 
-    def __init__(self, upstream: str, rules_dir: Path | None = None, *extra: str) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        rules_dir: Path | None = None,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
+        self.env = env
         self.upstream = upstream
         self.rules_dir = rules_dir
         self.extra = extra
@@ -72,7 +79,9 @@ class SidecarProcess:
         if self.rules_dir is not None:
             args += ["--rules", str(self.rules_dir)]
         with self.log.open("wb") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
         failure = wait_listening(self.host, self.port, self._process, timeout)
         if failure:
             output = self.output()

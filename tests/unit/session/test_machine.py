@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from sqlguard.policy.model import Action, Decision, Identity
 from sqlguard.session.commands import (
+    Admit,
     Close,
     ForwardCancel,
     LoginResult,
@@ -37,6 +38,14 @@ def startup(**params: str) -> bytes:
     return m.StartupMessage(3, 0, {"user": "ann", "database": "db", **params}).encode()
 
 
+def begin(session: Session, data: bytes) -> list:
+    """Startup bytes in; when the session asks for admission, admit the login."""
+    commands = session.receive_client(data)
+    if commands and isinstance(commands[-1], Admit):
+        return commands[:-1] + session.admitted(None)
+    return commands
+
+
 def sent(commands: list, kind: type) -> bytes:
     return b"".join(c.data for c in commands if isinstance(c, kind))
 
@@ -48,7 +57,7 @@ def messages(data: bytes) -> list[Frame]:
 def ready_session(version: list[str] | None = None) -> Session:
     versions = version or ["v1"]
     session = Session(judge, lambda: versions[0], "127.0.0.1")
-    commands = session.receive_client(startup())
+    commands = begin(session, startup())
     assert isinstance(commands[0], OpenUpstream)
     session.receive_server(m.message(b"R", b"\0\0\0\0") + m.ready_for_query(b"I"))
     assert session.phase is Phase.READY
@@ -69,13 +78,13 @@ def test_ssl_request_is_answered_n_then_startup_opens_upstream() -> None:
     session = Session(judge, lambda: "v1")
     commands = session.receive_client(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
     assert commands == [ToClient(b"N")]
-    commands = session.receive_client(startup(application_name="psql"))
+    commands = begin(session, startup(application_name="psql"))
     assert isinstance(commands[0], OpenUpstream)
     assert commands[0].identity == Identity("ann", "db", "psql", "")
 
 
 def test_replication_connection_is_refused_with_fatal() -> None:
-    commands = Session(judge, lambda: "v1").receive_client(startup(replication="database"))
+    commands = begin(Session(judge, lambda: "v1"), startup(replication="database"))
     fields = decode_fields(messages(sent(commands, ToClient))[0].body)
     assert fields["S"] == "FATAL" and fields["C"] == "0A000"
     assert isinstance(commands[-1], Close)
@@ -83,21 +92,19 @@ def test_replication_connection_is_refused_with_fatal() -> None:
 
 @pytest.mark.parametrize("options", ["-c role=admin", "--session_authorization=postgres", "-X"])
 def test_options_that_set_dangerous_parameters_are_refused(options: str) -> None:
-    commands = Session(judge, lambda: "v1").receive_client(startup(options=options))
+    commands = begin(Session(judge, lambda: "v1"), startup(options=options))
     assert decode_fields(messages(sent(commands, ToClient))[0].body)["S"] == "FATAL"
 
 
 def test_harmless_options_pass() -> None:
-    commands = Session(judge, lambda: "v1").receive_client(
-        startup(options="-c statement_timeout=5s")
-    )
+    commands = begin(Session(judge, lambda: "v1"), startup(options="-c statement_timeout=5s"))
     assert isinstance(commands[0], OpenUpstream)
 
 
 def test_greasing_client_gets_negotiate_protocol_version() -> None:
     session = Session(judge, lambda: "v1")
     packet = m.StartupMessage(3, 9999, {"user": "ann", "_pq_.grease": "1"}).encode()
-    upstream = session.receive_client(packet)[0]
+    upstream = begin(session, packet)[0]
     assert isinstance(upstream, OpenUpstream)
     assert m.decode_startup_packet(upstream.startup[4:]).minor == 2
     out = sent(session.receive_server(m.message(b"R", b"\0\0\0\0")), ToClient)
@@ -108,7 +115,7 @@ def test_greasing_client_gets_negotiate_protocol_version() -> None:
 
 def test_backend_key_is_replaced_and_registered() -> None:
     session = Session(judge, lambda: "v1")
-    session.receive_client(startup())
+    begin(session, startup())
     commands = session.receive_server(m.backend_key_data(77, b"\1\2\3\4") + m.ready_for_query(b"I"))
     register = next(c for c in commands if isinstance(c, RegisterCancelKey))
     assert register.pid == 77 and register.upstream_key == b"\1\2\3\4"
@@ -176,7 +183,7 @@ def test_statements_are_judged_again_after_a_rule_reload() -> None:
         return judge(text, identity)
 
     session = Session(counting_judge, lambda: versions[0])
-    session.receive_client(startup())
+    begin(session, startup())
     session.receive_server(m.ready_for_query(b"I"))
     session.receive_client(m.parse(b"s1", b"select 1"))
     session.receive_client(m.message(b"B", b"\0s1\0\0\0\0\0\0\0"))
@@ -244,7 +251,7 @@ def test_gssenc_then_ssl_then_startup() -> None:
     ssl = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
     assert session.receive_client(gssenc) == [ToClient(b"N")]
     assert session.receive_client(ssl) == [ToClient(b"N")]
-    assert isinstance(session.receive_client(startup())[0], OpenUpstream)
+    assert isinstance(begin(session, startup())[0], OpenUpstream)
 
 
 @settings(max_examples=300, deadline=None)
@@ -273,7 +280,7 @@ def test_random_startup_bytes_never_crash(data: bytes) -> None:
 @pytest.mark.parametrize("kind", [b"v", b"K", b"E", b"Z"])
 def test_truncated_server_messages_are_reported_not_raised(kind: bytes) -> None:
     session = Session(judge, lambda: "v1")
-    session.receive_client(startup())
+    begin(session, startup())
     commands = session.receive_server(m.message(kind, b"\0"))
     assert all(isinstance(c, ToClient | Close | RegisterCancelKey | LoginResult) for c in commands)
 
@@ -286,7 +293,7 @@ def test_query_with_embedded_nul_is_judged_whole() -> None:
         return ALLOW
 
     session = Session(recording_judge, lambda: "v1")
-    session.receive_client(startup())
+    begin(session, startup())
     session.receive_server(m.ready_for_query(b"I"))
     session.receive_client(m.message(b"Q", b"DELETE FROM t WHERE id = 1\0 OR true\0"))
     assert seen == [b"DELETE FROM t WHERE id = 1\0 OR true"]
@@ -294,11 +301,11 @@ def test_query_with_embedded_nul_is_judged_whole() -> None:
 
 def test_login_result_is_reported_once_either_way() -> None:
     ok = Session(judge, lambda: "v1")
-    ok.receive_client(startup())
+    begin(ok, startup())
     assert LoginResult(ok=True) in ok.receive_server(m.ready_for_query(b"I"))
     assert LoginResult(ok=True) not in ok.receive_server(m.ready_for_query(b"I"))
     failed = Session(judge, lambda: "v1")
-    failed.receive_client(startup())
+    begin(failed, startup())
     error = m.message(b"E", b"SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed\0\0")
     assert LoginResult(ok=False) in failed.receive_server(error)
 
