@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sqlguard.identities.config import IdentitySettings
     from sqlguard.observe.alerts_config import AlertSettings
     from sqlguard.observe.audit_config import AuditSettings
+    from sqlguard.tls.config import ClientTlsSettings, UpstreamTlsSettings
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
@@ -78,6 +79,10 @@ class Settings:
     # Managed identities (the `identities:` section): the sidecar authenticates each person
     # and logs in upstream as their mapped role. None: passthrough authentication.
     identities: IdentitySettings | None = None
+    # TLS for clients (the `tls:` section: cert, key, required, min_version) and to the
+    # upstream (the `upstream_tls:` section: mode, ca, cert, key); None: plaintext.
+    tls: ClientTlsSettings | None = None
+    upstream_tls: UpstreamTlsSettings | None = None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -126,6 +131,16 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         from sqlguard.observe.alerts_config import alert_settings
 
         values["alerts"] = alert_settings(values["alerts"])
+    if "tls" in values or "upstream_tls" in values:
+        from sqlguard.tls.config import client_tls_settings, upstream_tls_settings
+
+        assert config_file is not None
+        if "tls" in values:
+            values["tls"] = client_tls_settings(values["tls"], config_file.parent)
+        if "upstream_tls" in values:
+            values["upstream_tls"] = upstream_tls_settings(
+                values["upstream_tls"], config_file.parent
+            )
     if "identities" in values:
         from sqlguard.identities.config import identity_settings
 

@@ -45,9 +45,13 @@ class RoleSecret:
         if self.password_file is not None:
             try:
                 text = self.password_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
+            except OSError as exc:
                 raise ConfigError(
-                    f"{where}.password_file: cannot read {self.password_file}: {exc}"
+                    f"{where}.password_file: cannot read {self.password_file}: {exc.strerror}"
+                ) from None
+            except UnicodeDecodeError:  # its message would quote a byte of the secret
+                raise ConfigError(
+                    f"{where}.password_file: {self.password_file} is not UTF-8 text"
                 ) from None
             password = text.rstrip("\r\n")
         else:
@@ -105,6 +109,9 @@ def _secret(role: str, spec: Any, base_dir: Path) -> RoleSecret:
         raise ConfigError(
             f"{where}: give exactly one of password_file: PATH or password_env: VARIABLE"
         )
-    if "password_file" in spec:
-        return RoleSecret(role, password_file=base_dir / str(spec["password_file"]))
-    return RoleSecret(role, password_env=str(spec["password_env"]))
+    ((key, value),) = spec.items()
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key}: give a file path or a variable name, not {value!r}")
+    if key == "password_file":
+        return RoleSecret(role, password_file=base_dir / value)
+    return RoleSecret(role, password_env=value)

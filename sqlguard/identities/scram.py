@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -188,15 +189,14 @@ class ScramServer:
 class ScramClient:
     """The client side, for the sidecar's own login to the upstream as a mapped role.
 
-    The salted password is derived once per (salt, iteration count) and kept: the upstream
-    role's salt does not change between logins, and PBKDF2 would otherwise block the event
-    loop for milliseconds on every new upstream connection.
+    The salted password is derived once per (password, salt, iteration count) and kept for
+    the process: the upstream role's salt does not change between logins, and PBKDF2 would
+    otherwise block the event loop for milliseconds on every new upstream connection.
     """
 
     def __init__(self, password: str, *, nonce: str | None = None) -> None:
         self._password = password
         self._nonce = nonce or _b64(secrets.token_bytes(NONCE_BYTES))
-        self._salted_cache: dict[tuple[bytes, int], bytes] = {}
         self._expected_signature = b""
         self._first_bare = ""
 
@@ -216,10 +216,11 @@ class ScramClient:
         nonce, salt_text, iterations_text = (attributes.get(key, "") for key in "rsi")
         if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
             raise ScramError("server-first nonce does not extend the client's nonce")
-        if not iterations_text.isdigit() or not 0 < int(iterations_text) <= MAX_ITERATIONS:
+        digits = iterations_text.isascii() and iterations_text.isdigit()
+        if not digits or not 0 < int(iterations_text) <= MAX_ITERATIONS:
             raise ScramError(f"server-first iteration count must be 1 to {MAX_ITERATIONS}")
         salt = _unb64(salt_text, "salt")
-        salted = self._salted(salt, int(iterations_text))
+        salted = _client_salted(self._password, salt, int(iterations_text))
         without_proof = f"c=biws,r={nonce}"  # biws: base64 of the GS2 header "n,,"
         auth_message = f"{self._first_bare},{text},{without_proof}".encode()
         client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
@@ -239,11 +240,11 @@ class ScramClient:
         if not hmac.compare_digest(_unb64(text[2:], "server signature"), self._expected_signature):
             raise ScramError("the server's SCRAM signature does not verify")
 
-    def _salted(self, salt: bytes, iterations: int) -> bytes:
-        key = (salt, iterations)
-        if key not in self._salted_cache:
-            self._salted_cache = {key: _salted(self._password, salt, iterations)}
-        return self._salted_cache[key]
+
+@functools.lru_cache(maxsize=64)
+def _client_salted(password: str, salt: bytes, iterations: int) -> bytes:
+    """The client side's salted passwords: one per upstream role in practice."""
+    return _salted(password, salt, iterations)
 
 
 def _salted(password: str, salt: bytes, iterations: int) -> bytes:
@@ -294,5 +295,5 @@ def _b64(data: bytes) -> str:
 def _unb64(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         raise ScramError(f"invalid base64 in {what}") from None

@@ -57,10 +57,19 @@ class Auditor:
         self._submit(RecordType.connection_close, conn=connection, reason=reason)
 
     def login(
-        self, connection: int, identity: Identity, ok: bool, reason: str = "", role: str = ""
+        self,
+        connection: int,
+        identity: Identity,
+        ok: bool,
+        reason: str = "",
+        role: str = "",
+        tls: str = "",
     ) -> None:
-        """A login; in managed identities mode with the person's groups and database role."""
+        """A login; in managed identities mode with the person's groups and database role,
+        and the TLS version when the client connected over TLS."""
         extra: dict[str, Any] = {"reason": reason} if reason else {}
+        if tls:
+            extra["tls"] = tls
         if role:
             extra.update(role=role, groups=list(identity.groups))
         self._submit(RecordType.login, conn=connection, ok=ok, **identity_fields(identity), **extra)

@@ -68,7 +68,11 @@ class StatementTracer:
         self._tracer = provider.get_tracer("sqlguard")
         self._server = {"server.address": server_address, "server.port": server_port}
 
-    def connection(self, identity: Identity) -> Span:
+    def connection(self, identity: Identity, tls_version: str | None = None) -> Span:
+        """The client connection's span; ``tls.protocol.version`` (e.g. ``1.3``) if TLS."""
+        tls = (
+            {"tls.protocol.name": "tls", "tls.protocol.version": tls_version} if tls_version else {}
+        )
         return self._tracer.start_span(
             "connection",
             kind=SpanKind.SERVER,
@@ -76,6 +80,7 @@ class StatementTracer:
                 "enduser.id": identity.user,
                 "db.namespace": identity.database,
                 "client.address": identity.client_addr,
+                **tls,
                 **self._server,
             },
         )

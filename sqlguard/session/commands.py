@@ -19,6 +19,14 @@ class ToServer:
 
 
 @dataclass(frozen=True, slots=True)
+class StartTls:
+    """Wrap the client connection in TLS; ``data`` are bytes already read that belong to
+    the TLS stream (a direct-TLS ClientHello). Answer with ``Session.tls_established``."""
+
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Admit:
     """A login starts: check the connection limits and lock-outs, then answer with
     ``Session.admitted`` (before any password is checked, so a locked-out guesser learns
@@ -101,6 +109,7 @@ class Close:
 Command = (
     ToClient
     | ToServer
+    | StartTls
     | Admit
     | OpenUpstream
     | ForwardCancel

@@ -139,8 +139,10 @@ class ClientLogin:
         return Authenticated(person, auth.sasl_final(server_final))
 
     def _check_cleartext(self, password: str) -> LoginFailed | Authenticated:
+        # The hashing runs for unknown names too (on a mock verifier): no timing tells them.
+        matches = self._accounts.verifier(self._user).matches(password)
         person = self._accounts.find(self._user)
-        if person is None or not self._accounts.verifier(self._user).matches(password):
+        if person is None or not matches:
             return self._failed("wrong password or unknown name (cleartext)")
         return Authenticated(person)
 
@@ -196,16 +198,19 @@ class UpstreamLogin:
             return auth.sasl_response(self._scram.final(data))
         return self._refused(f"the server asks for authentication method {code}")
 
-    def upstream_error(self, message: str) -> PgError:
-        """The upstream refused the role's login (wrong held password, pg_hba, no such role)."""
-        return self._refused(message)
+    def upstream_error(self) -> PgError:
+        """The upstream refused the role's login (wrong held password, pg_hba, no such role).
+
+        Its words stay in the sidecar's log: they can name internal addresses and roles.
+        """
+        return self._refused("the server refused it (its reason is in sqlguard's log)")
 
     def _refused(self, why: str, hint: str = "") -> PgError:
         return PgError(
             "FATAL",
             UPSTREAM_REJECTED,
             f'sqlguard could not log in to the database as role "{self.role}"',
-            f"Your own login succeeded; the database refused sqlguard's: {why}.",
+            f"Your own login succeeded; sqlguard's login to the database failed: {why}.",
             hint
             or "This is for a sqlguard administrator: check the role, its password in "
             "sqlguard's config and the server's pg_hba.conf.",

@@ -28,6 +28,7 @@ from sqlguard.session.commands import (
     LoginResult,
     OpenUpstream,
     RegisterCancelKey,
+    StartTls,
     StatementFinished,
     StatementStarted,
     ToClient,
@@ -96,6 +97,23 @@ def _used(awaiting: _Awaiting) -> Decision:
     )
 
 
+class TlsOffer(enum.Enum):
+    """What the sidecar offers clients: no TLS, TLS on request, or TLS only."""
+
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+_TLS_REQUIRED = PgError(
+    "FATAL",
+    "28000",
+    "sqlguard accepts only TLS connections",
+    "This sidecar is configured with tls.required: true.",
+    "Connect with sslmode=require (or verify-full with the sidecar's CA certificate).",
+)
+
+
 class Phase(enum.Enum):
     STARTUP = "startup"  # waiting for SSLRequest/StartupMessage/CancelRequest
     AUTH = "auth"  # upstream authenticates the client through us
@@ -112,8 +130,12 @@ class Session:
         rules_version: Callable[[], str],
         client_addr: str = "",
         accounts: Accounts | None = None,
+        tls: TlsOffer = TlsOffer.NONE,
     ):
         self._judge = judge
+        self._tls = tls
+        self.encrypted = False  # the client connection runs over TLS
+        self._direct_tls = False
         self._accounts = accounts  # managed identities mode; None: passthrough
         self._client_login: ClientLogin | None = None
         self._upstream_login: UpstreamLogin | None = None
@@ -201,12 +223,16 @@ class Session:
         return [ToServer(data), *self._drain()]
 
     def _client_message(self, frame: Frame) -> bytes:
-        if self.phase is Phase.AUTH and frame.type not in b"pX":
-            raise m.MalformedMessage(
-                f"unexpected message {chr(frame.type)!r} during authentication"
-            )
-        if self._client_login is not None and frame.type == ord("p"):
-            return self._on_password(self._client_login, frame)
+        if self.phase is Phase.AUTH:
+            if self._client_login is not None and frame.type == ord("p"):
+                return self._on_password(self._client_login, frame)
+            # Managed mode: once the person is authenticated, the sidecar's own login to
+            # the upstream runs, and nothing from the client may take part in it.
+            expected = b"X" if self._accounts is not None else b"pX"
+            if frame.type not in expected:
+                raise m.MalformedMessage(
+                    f"unexpected message {chr(frame.type)!r} during authentication"
+                )
         handler = _CLIENT_HANDLERS.get(frame.type)
         return handler(self, frame) if handler else frame.raw
 
@@ -343,7 +369,7 @@ class Session:
 
     def _receive_startup(self, data: bytes) -> list[Command]:
         if data[:1] == bytes([_DIRECT_TLS_FIRST_BYTE]) and not self._startup.buffered:
-            return [self._close("direct TLS is not enabled on this sidecar")]
+            return self._direct_tls_hello(data)
         try:
             body = self._startup.feed(data)
             if body is None:
@@ -352,11 +378,40 @@ class Session:
         except (FrameError, m.MalformedMessage) as exc:
             return self._violation(str(exc))
         if isinstance(packet, m.EncryptionRequest):
-            # No TLS or GSS encryption yet: one unframed 'N', then the client goes on in clear.
-            return [ToClient(b"N"), *self._receive_startup(self._startup.take_rest())]
+            return self._encryption_request(packet)
         if isinstance(packet, m.CancelRequest):
             return [ForwardCancel(packet.pid, packet.key), self._close("cancel request")]
+        if self._tls is TlsOffer.REQUIRED and not self.encrypted:
+            return self.refuse_login(_TLS_REQUIRED)
         return self._start(packet)
+
+    def _encryption_request(self, packet: m.EncryptionRequest) -> list[Command]:
+        rest = self._startup.take_rest()
+        if packet.code != m.SSL_REQUEST_CODE or self._tls is TlsOffer.NONE or self.encrypted:
+            # No GSS encryption, no TLS here: one unframed 'N', then the client goes on.
+            return [ToClient(b"N"), *(self._receive_startup(rest) if rest else [])]
+        if rest:
+            # Bytes sent before the handshake would be read as if they came over TLS
+            # (CVE-2021-23214): PostgreSQL refuses them too.
+            return self._violation("received unencrypted data after SSL request")
+        return [ToClient(b"S"), StartTls()]
+
+    def _direct_tls_hello(self, data: bytes) -> list[Command]:
+        """PostgreSQL 17's direct TLS: the first bytes are already a TLS ClientHello."""
+        if self._tls is TlsOffer.NONE or self.encrypted:
+            return [self._close("direct TLS is not enabled on this sidecar")]
+        self._direct_tls = True
+        return [StartTls(data)]
+
+    def tls_established(self, alpn: str | None) -> list[Command]:
+        """The shell finished the handshake; direct TLS must have agreed on ALPN postgresql."""
+        self.encrypted = True
+        if self._direct_tls and alpn != "postgresql":
+            return self._violation(
+                "direct TLS connection without ALPN protocol postgresql "
+                "(use sslnegotiation=direct with a PostgreSQL 17 or newer client)"
+            )
+        return []
 
     def _start(self, packet: m.StartupMessage) -> list[Command]:
         if packet.major != 3:
@@ -396,7 +451,9 @@ class Session:
             commands: list[Command] = [OpenUpstream(startup, self.identity)]
         else:
             self._client_login = ClientLogin(self._accounts, self.identity.user)
-            commands = [ToClient(self._client_login.request())]
+            # As PostgreSQL does, settle the protocol version before authenticating; the
+            # upstream's own answer later is the sidecar's business (see _on_negotiate).
+            commands = [ToClient(self._negotiated() + self._client_login.request())]
         rest, self._early_bytes = self._early_bytes, b""
         return commands + (self.receive_client(rest) if rest else [])
 
@@ -472,7 +529,7 @@ class Session:
             commands.append(LoginResult(ok=False))
             return self._on_server_error(frame)
         message = decode_fields(frame.body).get("M", "")
-        error = self._upstream_login.upstream_error(message)
+        error = self._upstream_login.upstream_error()
         commands.append(LoginResult(ok=False, reason=message, guess=False))
         self._server_fatal = True
         return error.encode()
@@ -510,7 +567,8 @@ class Session:
     def _on_negotiate(self, frame: Frame) -> bytes:
         """The upstream is older than the version we asked for: settle on its minor version."""
         minor, _ = m.decode_negotiate(frame.body)
-        self._negotiation.minor = min(self._negotiation.minor, minor)
+        if self._negotiation.pending:  # else the client was told already (managed mode)
+            self._negotiation.minor = min(self._negotiation.minor, minor)
         return b""
 
     def _negotiated(self) -> bytes:

@@ -26,12 +26,14 @@ from sqlguard.session.commands import (
     LoginResult,
     OpenUpstream,
     RegisterCancelKey,
+    StartTls,
     StatementFinished,
     StatementStarted,
     ToClient,
     ToServer,
 )
 from sqlguard.session.machine import Phase, Session
+from sqlguard.tls.channel import TlsChannel, TlsError
 from sqlguard.wire.errors import PgError
 from sqlguard.wire.messages import rows_in_tag
 
@@ -51,6 +53,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, sidecar: Sidecar) -> None:
         self._sidecar = sidecar
         self._client: asyncio.Transport | None = None
+        self._tls: TlsChannel | None = None  # the client connection's TLS, once started
         self._upstream: asyncio.Transport | None = None
         self._cancel_keys: list[tuple[int, bytes]] = []
         self.session: Session | None = None
@@ -72,7 +75,11 @@ class ClientConnection(asyncio.Protocol):
         self.peer = peer[0] if isinstance(peer, tuple) else "local"
         firewall = self._sidecar.firewall
         self.session = Session(
-            firewall.judge, firewall.rules_version, self.peer, self._sidecar.identities
+            firewall.judge,
+            firewall.rules_version,
+            self.peer,
+            self._sidecar.identities,
+            self._sidecar.tls_offer,
         )
         self.session.set_max_message_bytes(self._sidecar.settings.max_message_bytes)
         self._sidecar.connections.add(self)
@@ -84,7 +91,39 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.session is not None
+        if self._tls is not None:
+            data = self._decrypt(self._tls, data)
+            if not data:
+                return
         self._run(self.session.receive_client(data))
+
+    def _decrypt(self, tls: TlsChannel, data: bytes) -> bytes:
+        """Ciphertext in, plaintext out; handshake records go back to the client."""
+        assert self.session is not None and self._client is not None
+        was_established = tls.established
+        try:
+            plaintext, to_client = tls.receive(data)
+        except TlsError as exc:
+            log.info("TLS with %s failed: %s", self.peer, exc)
+            self._client.write(tls.pending_output())
+            self._tls = None  # nothing more can be sent over it
+            self._close(f"TLS failed: {exc}")
+            return b""
+        if to_client:
+            self._client.write(to_client)
+        if tls.established and not was_established:
+            log.debug("TLS with %s: %s %s", self.peer, tls.version, tls.cipher)
+            self._run(self.session.tls_established(tls.alpn))
+        return plaintext
+
+    def _start_tls(self, command: StartTls) -> None:
+        context = self._sidecar.tls_context
+        assert context is not None
+        self._tls = TlsChannel(context, server_side=True)
+        if command.data:
+            data = self._decrypt(self._tls, command.data)
+            if data and self.session is not None:
+                self._run(self.session.receive_client(data))
 
     def eof_received(self) -> bool:
         return False  # a half-closed client is a gone client: close our side too
@@ -130,7 +169,10 @@ class ClientConnection(asyncio.Protocol):
                     self._upstream.write(command.data)
             elif isinstance(command, ToClient):
                 if self._client is not None:
-                    self._client.write(command.data)
+                    data = command.data if self._tls is None else self._tls.send(command.data)
+                    self._client.write(data)
+            elif isinstance(command, StartTls):
+                self._start_tls(command)
             elif isinstance(command, Admit):
                 self._admit(command)
             elif isinstance(command, OpenUpstream):
@@ -242,11 +284,13 @@ class ClientConnection(asyncio.Protocol):
         self._sidecar.metrics.login(self.session.identity.user, ok)
         if not ok and self._sidecar.alerter is not None:
             self._sidecar.alerter.login_failed(self.session.identity.user, self.peer)
+        tls = self._tls.version if self._tls is not None else None
         if ok and self._sidecar.tracer is not None:
-            self._span = self._sidecar.tracer.connection(self.session.identity)
+            version = tls.removeprefix("TLSv") if tls else None
+            self._span = self._sidecar.tracer.connection(self.session.identity, version)
         if self._sidecar.auditor is not None:
             auditor, identity = self._sidecar.auditor, self.session.identity
-            auditor.login(id(self), identity, ok, result.reason, result.role)
+            auditor.login(id(self), identity, ok, result.reason, result.role, tls or "")
 
     def _login_timed_out(self) -> None:
         self._login_timer = None
@@ -270,6 +314,8 @@ class ClientConnection(asyncio.Protocol):
         log.debug("closing connection from %s: %s", self.peer, reason)
         self._close_reason = reason
         if self._client is not None:
+            if self._tls is not None:
+                self._client.write(self._tls.close())
             self._client.close()
         if self._upstream is not None:
             self._upstream.close()

@@ -7,6 +7,9 @@ import dataclasses
 import importlib.metadata
 import logging
 import signal
+import socket
+import ssl
+import struct
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -30,10 +33,13 @@ from sqlguard.policy.model import Decision, Identity
 from sqlguard.session.cancel import CancelRegistry
 from sqlguard.session.limits import ConnectionLimits, LimitSettings
 from sqlguard.session.login import session_refusal
-from sqlguard.session.machine import Phase
+from sqlguard.session.machine import Phase, TlsOffer
 from sqlguard.shell.connection import ClientConnection
 from sqlguard.shell.reload import rules_fingerprint, watch
-from sqlguard.wire.messages import CancelRequest
+from sqlguard.tls.config import TlsConfigError, server_context, upstream_context
+from sqlguard.wire.messages import SSL_REQUEST_CODE, CancelRequest
+
+SSL_REQUEST = struct.pack("!II", 8, SSL_REQUEST_CODE)
 
 log = logging.getLogger("sqlguard")
 
@@ -72,6 +78,17 @@ class Sidecar:
         upstream = settings.upstream
         self.tracer = StatementTracer(provider, upstream.host, upstream.port) if provider else None
         self.identities = IdentityDirectory(settings.identities) if settings.identities else None
+        self.tls_context = server_context(settings.tls) if settings.tls else None
+        self.tls_offer = TlsOffer.NONE
+        if settings.tls is not None:
+            self.tls_offer = TlsOffer.REQUIRED if settings.tls.required else TlsOffer.OPTIONAL
+        upstream_tls = settings.upstream_tls
+        self.upstream_tls = upstream_context(upstream_tls) if upstream_tls else None
+        if self.upstream_tls is not None and settings.upstream.socket_dir:
+            raise ConfigError(
+                "upstream_tls: PostgreSQL does not use TLS over a Unix socket; "
+                "connect to the upstream by host and port, or set upstream_tls.mode: disable"
+            )
         self.cancel_keys = CancelRegistry()
         self.limits = ConnectionLimits(
             LimitSettings(
@@ -160,10 +177,46 @@ class Sidecar:
         if upstream.socket_dir:
             path = f"{upstream.socket_dir}/.s.PGSQL.{upstream.port}"
             connecting = loop.create_unix_connection(factory, path)
+        elif self.upstream_tls is not None:
+            connecting = self._connect_upstream_tls(factory, self.upstream_tls)
         else:
             connecting = loop.create_connection(factory, upstream.host, upstream.port)
         transport, _ = await asyncio.wait_for(connecting, self.settings.connect_timeout)
         return transport  # type: ignore[return-value]
+
+    async def _connect_upstream_tls(
+        self, factory: Callable[[], asyncio.Protocol], context: ssl.SSLContext
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        """SSLRequest, then TLS on the same socket (the server answers 'S' or 'N').
+
+        Each address of the host is tried in turn, as libpq does.
+        """
+        loop = asyncio.get_running_loop()
+        upstream = self.settings.upstream
+        infos = await loop.getaddrinfo(upstream.host, upstream.port, type=socket.SOCK_STREAM)
+        failure: OSError = OSError(f"no address for {upstream.host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+                await loop.sock_sendall(sock, SSL_REQUEST)
+                answer = await loop.sock_recv(sock, 1)
+                if answer != b"S":
+                    raise ConnectionRefusedError(
+                        f"the upstream does not accept TLS (it answered {answer!r} to "
+                        "SSLRequest), and upstream_tls requires it"
+                    )
+                return await loop.create_connection(
+                    factory, sock=sock, ssl=context, server_hostname=upstream.host
+                )
+            except OSError as exc:
+                sock.close()
+                failure = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise failure
 
     def forward_cancel(self, pid: int, client_key: bytes) -> None:
         upstream = self.cancel_keys.lookup(pid, client_key)
@@ -182,9 +235,25 @@ class Sidecar:
         transport.close()
 
     def reload(self) -> bool:
-        """SIGHUP and POST /reload: rules and identities; False if either failed."""
-        rules_ok = self.reload_rules()
-        return self.reload_identities() and rules_ok
+        """SIGHUP and POST /reload: rules, identities and TLS certificates; False if any
+        failed (each keeps its current version then)."""
+        results = [self.reload_rules(), self.reload_identities(), self.reload_tls()]
+        return all(results)
+
+    def reload_tls(self) -> bool:
+        """Build the TLS contexts from the certificate files again (rotated certificates);
+        new connections use them, established ones keep theirs."""
+        settings = self.settings
+        try:
+            server = server_context(settings.tls) if settings.tls else None
+            upstream = upstream_context(settings.upstream_tls) if settings.upstream_tls else None
+        except TlsConfigError as exc:
+            log.error("TLS reload failed, keeping the current certificates: %s", exc)
+            return False
+        self.tls_context, self.upstream_tls = server, upstream
+        if server is not None or upstream is not None:
+            log.info("TLS certificates reloaded")
+        return True
 
     def reload_identities(self) -> bool:
         """Read the identities store and role secrets again, then apply them to live sessions.

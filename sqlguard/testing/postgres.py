@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from sqlguard.testing.certs import CertFiles
 
 BINDIR_ENV = "SQLGUARD_PG_BINDIR"
 SUPERUSER = "postgres"
@@ -196,7 +199,11 @@ class PostgresCluster:
         *,
         max_connections: int = 300,
         shared_buffers: str = "32MB",
+        tls: CertFiles | None = None,
     ) -> None:
+        """``tls``: a server certificate and key; the server then accepts TLS (ssl = on),
+        which needs server binaries built with OpenSSL (Debian's are)."""
+        self.tls = tls
         if bindir is None:
             self._source_bindir = find_bindir()
         else:
@@ -256,6 +263,7 @@ class PostgresCluster:
             initdb_flags = f"-U {SUPERUSER} --auth=trust -E UTF8 --locale=C --no-sync".split()
             self._run_as_server([self.bin("initdb"), "-D", self.data_dir, *initdb_flags])
             self._write_config()
+            self._install_certificate()
             self._launch()
             self._create_test_roles()
         except BaseException:
@@ -339,6 +347,19 @@ class PostgresCluster:
             ]
             hba.append(f"host all all {address} trust")
         (self.data_dir / "pg_hba.conf").write_text("\n".join(hba) + "\n")
+
+    def _install_certificate(self) -> None:
+        """PostgreSQL refuses a key that others can read or that another user owns."""
+        if self.tls is None:
+            return
+        for source, name in ((self.tls.cert, "server.crt"), (self.tls.key, "server.key")):
+            target = self.data_dir / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if self._account is not None:
+                os.chown(target, self._account.pw_uid, self._account.pw_gid)
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("ssl = on\n")
 
     def _launch(self, attempts: int = 3) -> None:
         """Retries on a new port: another process may grab the free port before the server does."""

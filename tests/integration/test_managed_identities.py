@@ -235,3 +235,18 @@ def test_a_just_in_time_grant_lapses_in_a_live_session(
         time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="sqlguard"):
             conn.execute("CREATE TEMP TABLE scratch2 (id int)")  # a contractor may not
+
+
+def test_guessing_a_persons_password_locks_the_name_out(setup: Path, pg_db: Database) -> None:
+    config = setup / "sqlguard.yaml"
+    config.write_text(config.read_text() + "lockout_failures: 3\nlockout_seconds: 60\n")
+    with SidecarProcess(
+        passthrough_upstream(pg_db), DEFAULT_RULES_DIR, "--config", str(config)
+    ) as sc:
+        for _ in range(3):
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                connect(sc, pg_db, "alice", "guess")
+        with pytest.raises(psycopg.OperationalError, match="too many failed logins"):
+            connect(sc, pg_db, "alice")  # even the right password, for a while
+        with connect(sc, pg_db, "bob") as conn:  # others are not affected
+            assert conn.execute("SELECT 1").fetchone() == (1,)
