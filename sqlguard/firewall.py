@@ -1,10 +1,15 @@
 """Analysis plus policy: the verdict for one message text, as the session asks for it.
 
-Two bounded caches sit in front of the work. Facts depend only on the text, so they are
+Bounded caches sit in front of the work. Facts depend only on the text, so they are
 shared by everyone. Decisions depend on the text, the identity and the rules: they are
-keyed by (text, identity), and the whole decision cache is dropped in the same step that
+keyed by (text, identity), and the decision caches are dropped in the same step that
 swaps the rule set, so a reload can never serve a decision made under the old rules.
 Rules with time windows make decisions depend on the clock too; then only facts are cached.
+
+A text seen for the first time may still have the *shape* of one seen before: the same
+statement with other literal values where values cannot change the verdict
+(``analysis.shape``). Then the shape's decision and facts are reused instead of analysing
+the text again: the simple query protocol sends a new text for every value.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
+from sqlguard.analysis.shape import shape
 from sqlguard.policy.engine import evaluate
 from sqlguard.policy.loader import RuleSet
 from sqlguard.policy.model import Action, Decision, Identity
@@ -56,6 +62,20 @@ class BoundedCache(Generic[K, V]):
         self.hits = 0
         self.misses = 0
 
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
     def get_or_make(self, key: K, make: Callable[[K], V]) -> V:
         try:
             value = self._entries[key]
@@ -87,6 +107,8 @@ class Firewall:
         self.precheck: Callable[[], Decision | None] | None = None
         self._facts = BoundedCache[bytes, tuple[StatementFacts, ...]](cache_size)
         self._decisions = BoundedCache[tuple[bytes, Identity], Decision](cache_size)
+        self._shape_decisions = BoundedCache[tuple[str, Identity], Decision](cache_size)
+        self._shape_facts = BoundedCache[str, tuple[StatementFacts, ...]](cache_size)
 
     @property
     def rules(self) -> RuleSet:
@@ -99,6 +121,7 @@ class Firewall:
         """Swap in a new, already validated rule set, and forget decisions made under the old."""
         self._rules = rules
         self._decisions.clear()
+        self._shape_decisions.clear()
 
     def judge(self, text: bytes, identity: Identity, token: str | None = None) -> Decision:
         """The one place decisions come from; every non-allow decision is logged here.
@@ -113,7 +136,7 @@ class Firewall:
         elif self._rules.time_dependent or len(text) > _CACHEABLE_TEXT:
             decision = self._decide((text, identity))
         else:
-            decision = self._decisions.get_or_make((text, identity), self._decide)
+            decision = self._cached_decision(text, identity)
         if decision.action is Action.require_approval:
             decision = self._review(decision, text, identity, token)
         if decision.action is not Action.allow or decision.observed:
@@ -128,7 +151,34 @@ class Firewall:
         return {
             "facts": (self._facts.hits, self._facts.misses),
             "decisions": (self._decisions.hits, self._decisions.misses),
+            "shapes": (self._shape_decisions.hits, self._shape_decisions.misses),
         }
+
+    def _cached_decision(self, text: bytes, identity: Identity) -> Decision:
+        """The exact text first, then its shape; a miss on both analyses the text."""
+        key = (text, identity)
+        decision = self._decisions.get(key)
+        if decision is not None:
+            return decision
+        form = self._shape(text)
+        if form is None:
+            decision = self._decide(key)
+        else:
+            shape_key = (form, identity)
+            decision = self._shape_decisions.get(shape_key)
+            if decision is None:
+                decision = self._decide(key)
+                self._shape_decisions.put(shape_key, decision)
+        self._decisions.put(key, decision)
+        return decision
+
+    def _shape(self, text: bytes) -> str | None:
+        if self._rules.reads_text:
+            return None
+        try:
+            return shape(text.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
 
     def _review(
         self, decision: Decision, text: bytes, identity: Identity, token: str | None
@@ -141,11 +191,29 @@ class Firewall:
     def facts(self, text: bytes) -> tuple[StatementFacts, ...]:
         if len(text) > _CACHEABLE_TEXT:
             return analyze_bytes(text)
-        return self._facts.get_or_make(text, analyze_bytes)
+        return self._facts.get_or_make(text, self._analyze)
+
+    def _analyze(self, text: bytes) -> tuple[StatementFacts, ...]:
+        """Facts of a new text: those of its shape when one was analysed, with its own text."""
+        form = self._shape(text)
+        if form is None:
+            return analyze_bytes(text)
+        known = self._shape_facts.get(form)
+        if known is None:
+            known = analyze_bytes(text)
+            self._shape_facts.put(form, known)
+            return known
+        (facts,) = known  # a shape is one statement
+        return (replace(facts, text=_statement_text(text)),)
 
     def _decide(self, key: tuple[bytes, Identity]) -> Decision:
         text, identity = key
         return evaluate(self._rules, identity, self.facts(text), datetime.now(UTC))
+
+
+def _statement_text(text: bytes) -> str:
+    """What the analysis records as a lone statement's text: no trailing blanks or ';'."""
+    return text.decode("ascii").strip().removesuffix(";").rstrip()
 
 
 def _log_decision(decision: Decision, identity: Identity) -> None:

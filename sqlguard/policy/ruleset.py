@@ -61,6 +61,9 @@ class RuleSet:
     ``version`` changes whenever a rule file does, so caches can key on it.
     ``time_dependent`` says whether any rule has a ``time`` condition: then the same
     statement from the same identity can get another verdict a minute later.
+    ``reads_text`` says whether any rule matches the statement text with a regular
+    expression: then literal values can matter, and statements must not share verdicts
+    by shape.
     """
 
     rules: tuple[Rule, ...]
@@ -68,10 +71,12 @@ class RuleSet:
     groups: tuple[Group, ...] = ()
     default_group: str = ""
     time_dependent: bool = field(init=False)
+    reads_text: bool = field(init=False)
 
     def __post_init__(self) -> None:
         timed = any(rule.match.time is not None for rule in self.rules)
         object.__setattr__(self, "time_dependent", timed)
+        object.__setattr__(self, "reads_text", any(r.match.text is not None for r in self.rules))
 
     def groups_of(self, identity: Identity) -> tuple[Group, ...]:
         """The groups that name ``identity``; if none does, the default group (if any).
