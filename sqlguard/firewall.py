@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from sqlguard.analysis.describe import Description, describe
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
 from sqlguard.analysis.shape import shape
@@ -109,6 +110,7 @@ class Firewall:
         self._decisions = BoundedCache[tuple[bytes, Identity], Decision](cache_size)
         self._shape_decisions = BoundedCache[tuple[str, Identity], Decision](cache_size)
         self._shape_facts = BoundedCache[str, tuple[StatementFacts, ...]](cache_size)
+        self._descriptions = BoundedCache[bytes, Description](cache_size)
 
     @property
     def rules(self) -> RuleSet:
@@ -192,6 +194,12 @@ class Firewall:
         if len(text) > _CACHEABLE_TEXT:
             return analyze_bytes(text)
         return self._facts.get_or_make(text, self._analyze)
+
+    def describe(self, text: bytes) -> Description:
+        """How audit records and spans show ``text`` (cached like the facts)."""
+        if len(text) > _CACHEABLE_TEXT:
+            return describe(text, analyze_bytes(text))
+        return self._descriptions.get_or_make(text, lambda t: describe(t, self.facts(t)))
 
     def _analyze(self, text: bytes) -> tuple[StatementFacts, ...]:
         """Facts of a new text: those of its shape when one was analysed, with its own text."""

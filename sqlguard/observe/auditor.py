@@ -8,13 +8,11 @@ When the log cannot take more records, `refusal()` is the decision every new sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlguard.analysis.facts import StatementFacts
-from sqlguard.analysis.fingerprint import fingerprint
-from sqlguard.analysis.sanitize import query_summary, sanitized_text
+from sqlguard.analysis.describe import Description
 from sqlguard.observe.audit_records import RecordType, decision_fields, identity_fields
 from sqlguard.observe.audit_writer import UNAVAILABLE_MESSAGE, UNAVAILABLE_SQLSTATE, AuditLog
 from sqlguard.policy.model import Action, Decision, Identity
@@ -85,9 +83,8 @@ class Auditor:
     def statement(
         self,
         identity: Identity,
-        facts: Sequence[StatementFacts],
+        described: Description,
         decision: Decision,
-        text: bytes,
         result: StatementResult,
     ) -> None:
         """One statement that ran or was refused, with how it ended."""
@@ -95,11 +92,11 @@ class Auditor:
             RecordType.statement,
             **identity_fields(identity),
             **decision_fields(decision, self._rules_version()),
-            text=_sanitised(text),
-            summary=query_summary(facts),
-            fingerprint=_fingerprint(text),
-            kinds=sorted({str(kind) for f in facts for kind in f.kinds}),
-            tables=sorted({table for f in facts for table in f.tables}),
+            text=described.text,
+            summary=described.summary,
+            fingerprint=described.fingerprint,
+            kinds=list(described.kinds),
+            tables=list(described.tables),
             sqlstate=result.sqlstate or None,
             rows=result.rows,
             duration_ms=round(result.seconds * 1000, 3),
@@ -115,17 +112,3 @@ class Auditor:
 
     def _submit(self, kind: RecordType, **fields: Any) -> None:
         self.log.submit({"type": str(kind), **fields})
-
-
-def _sanitised(text: bytes) -> str:
-    try:
-        return sanitized_text(text.decode("utf-8"))
-    except UnicodeDecodeError:
-        return f"<not valid UTF-8: {len(text)} bytes>"
-
-
-def _fingerprint(text: bytes) -> str | None:
-    try:
-        return fingerprint(text.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -21,8 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from sqlguard.analysis.facts import StatementFacts
-from sqlguard.analysis.sanitize import query_summary, sanitized_text
+from sqlguard.analysis.describe import Description
 from sqlguard.policy.model import Decision, Identity
 from sqlguard.wire.messages import rows_in_tag
 
@@ -88,12 +86,12 @@ class StatementTracer:
     def statement(
         self,
         text: bytes,
-        facts: Sequence[StatementFacts],
+        described: Description,
         decision: Decision,
         identity: Identity,
         connection: Span | None,
     ) -> Span:
-        summary = query_summary(facts) or "statement"
+        summary = described.summary or "statement"
         parent = _application_context(text) or (
             trace.set_span_in_context(connection) if connection else None
         )
@@ -101,13 +99,12 @@ class StatementTracer:
             summary,
             context=parent,
             kind=SpanKind.CLIENT,
-            attributes=self._attributes(text, facts, decision, identity, summary),
+            attributes=self._attributes(described, decision, identity, summary),
         )
 
     def _attributes(
         self,
-        text: bytes,
-        facts: Sequence[StatementFacts],
+        described: Description,
         decision: Decision,
         identity: Identity,
         summary: str,
@@ -116,7 +113,7 @@ class StatementTracer:
             "db.system.name": "postgresql",
             "db.namespace": identity.database,
             "db.query.summary": summary,
-            "db.query.text": sanitized_text(text.decode("utf-8", "replace")),
+            "db.query.text": described.text,
             "enduser.id": identity.user,
             "sqlguard.decision": str(decision.action),
             "sqlguard.rule": decision.rule_id,

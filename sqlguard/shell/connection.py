@@ -243,9 +243,9 @@ class ClientConnection(asyncio.Protocol):
         tracer = self._sidecar.tracer
         span = None
         if tracer is not None and self.session is not None and self.session.identity is not None:
-            facts = self._sidecar.firewall.facts(command.text)
+            described = self._sidecar.firewall.describe(command.text)
             identity = self.session.identity
-            span = tracer.statement(command.text, facts, command.decision, identity, self._span)
+            span = tracer.statement(command.text, described, command.decision, identity, self._span)
         self._running[command.id] = (time.perf_counter(), span, command)
 
     def _statement_finished(self, command: StatementFinished) -> None:
@@ -266,9 +266,9 @@ class ClientConnection(asyncio.Protocol):
         assert self._sidecar.auditor is not None and self.session is not None
         assert self.session.identity is not None
         result = StatementResult(id(self), finished.sqlstate, rows_in_tag(finished.tag), seconds)
-        facts = self._sidecar.firewall.facts(statement.text)
+        described = self._sidecar.firewall.describe(statement.text)
         self._sidecar.auditor.statement(
-            self.session.identity, facts, statement.decision, statement.text, result
+            self.session.identity, described, statement.decision, result
         )
 
     def _login_result(self, result: LoginResult) -> None:

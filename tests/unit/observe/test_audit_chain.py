@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 
 from audit_support import KEY, chained_lines, statement
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sqlguard.observe.audit_chain import GENESIS, AuditChain, mac_of, verify_lines
+from sqlguard.observe.audit_chain import (
+    CHAIN_FIELDS,
+    GENESIS,
+    AuditChain,
+    canonical,
+    mac_of,
+    verify_lines,
+)
 
 
 def test_round_trip_verifies_and_reports_where_it_ends() -> None:
@@ -88,3 +97,22 @@ def test_invalid_utf8_is_malformed_not_a_crash() -> None:
     lines[1] = lines[1].replace("SELECT", "SEL\udcffCT")
     problem = verify_lines(KEY, lines).problem
     assert problem is not None and (problem.kind, problem.line) == ("malformed", 2)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text().filter(lambda k: k not in CHAIN_FIELDS), _JSON, max_size=8))
+def test_a_sealed_line_is_canonical_and_verifies(record: dict) -> None:
+    """Sealing builds the line from one serialisation: it must equal the canonical form."""
+    line = AuditChain(KEY).seal(record)
+    parsed = json.loads(line)
+    assert canonical(parsed) == line
+    assert parsed["mac"] == mac_of(KEY, parsed)

@@ -1,0 +1,55 @@
+"""What the audit log and traces say about a statement, computed once per text.
+
+Sanitising and fingerprinting each run PostgreSQL's lexer over the text, and the summary
+walks the facts: together tens of microseconds. Prepared statements and most applications
+send the same texts again and again, so the shell asks for a description through a cache
+(``Firewall.describe``) instead of recomputing it for every execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlguard.analysis.facts import StatementFacts
+from sqlguard.analysis.fingerprint import fingerprint
+from sqlguard.analysis.sanitize import query_summary, sanitized_text
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """A statement as it may be logged: no literal values, no comments."""
+
+    text: str  # literals replaced by ?, comments dropped
+    summary: str  # "SELECT accounts": command and first table
+    fingerprint: str | None  # what an approval for this exact statement is bound to
+    kinds: tuple[str, ...]
+    tables: tuple[str, ...]
+
+
+def describe(text: bytes, facts: Sequence[StatementFacts]) -> Description:
+    """The description of ``text``, whose facts the caller already has.
+
+    >>> from sqlguard.analysis.parse import analyze_bytes
+    >>> sql = b"SELECT a FROM t WHERE id = 42"
+    >>> described = describe(sql, analyze_bytes(sql))
+    >>> described.text, described.summary
+    ('SELECT a FROM t WHERE id = ?', 'SELECT t')
+    """
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        sanitized, digest = f"<not valid UTF-8: {len(text)} bytes>", None
+    else:
+        sanitized = sanitized_text(decoded)
+        try:
+            digest = fingerprint(decoded)
+        except ValueError:
+            digest = None
+    return Description(
+        sanitized,
+        query_summary(facts),
+        digest,
+        tuple(sorted({str(kind) for f in facts for kind in f.kinds})),
+        tuple(sorted({table for f in facts for table in f.tables})),
+    )
