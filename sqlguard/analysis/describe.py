@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlguard.analysis.facts import StatementFacts
-from sqlguard.analysis.fingerprint import fingerprint
+from sqlguard.analysis.fingerprint import digest_of, fingerprint, normal_word
 from sqlguard.analysis.sanitize import query_summary, sanitized_text
+from sqlguard.analysis.shape import constants_replaced, shape_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +42,7 @@ def describe(text: bytes, facts: Sequence[StatementFacts]) -> Description:
     except UnicodeDecodeError:
         sanitized, digest = f"<not valid UTF-8: {len(text)} bytes>", None
     else:
-        sanitized = sanitized_text(decoded)
-        try:
-            digest = fingerprint(decoded)
-        except ValueError:
-            digest = None
+        sanitized, digest = _logged_forms(decoded)
     return Description(
         sanitized,
         query_summary(facts),
@@ -53,3 +50,17 @@ def describe(text: bytes, facts: Sequence[StatementFacts]) -> Description:
         tuple(sorted({str(kind) for f in facts for kind in f.kinds})),
         tuple(sorted({table for f in facts for table in f.tables})),
     )
+
+
+def _logged_forms(text: str) -> tuple[str, str | None]:
+    """(sanitised text, fingerprint). A text in the shape alphabet is a plain run of words,
+    numbers, simple strings and operators: both come from its shape tokens, as PostgreSQL's
+    lexer would give them (tested against it), without running that lexer."""
+    tokens = shape_tokens(text)
+    if tokens is not None:
+        normal = [normal_word(t) if t[0].isalpha() or t[0] == "_" else t for t in tokens]
+        return constants_replaced(text), digest_of(normal)
+    try:
+        return sanitized_text(text), fingerprint(text)
+    except ValueError:
+        return sanitized_text(text), None

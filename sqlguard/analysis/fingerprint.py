@@ -22,6 +22,7 @@ import hashlib
 import string
 from collections.abc import Iterable
 
+from pglast import keywords
 from pglast.parser import ParseError, scan
 
 _COMMENTS = frozenset({"C_COMMENT", "SQL_COMMENT"})
@@ -30,6 +31,13 @@ _KEYWORDS = frozenset(
     {"RESERVED_KEYWORD", "UNRESERVED_KEYWORD", "COL_NAME_KEYWORD", "TYPE_FUNC_NAME_KEYWORD"}
 )
 _FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# Every word PostgreSQL's lexer reports as a keyword of any class (lower case).
+_KEYWORD_WORDS = frozenset().union(
+    keywords.RESERVED_KEYWORDS,
+    keywords.UNRESERVED_KEYWORDS,
+    keywords.COL_NAME_KEYWORDS,
+    keywords.TYPE_FUNC_NAME_KEYWORDS,
+)
 _BLANKS = frozenset(" \t\n\r\f\v")
 # Domain separation: a later change of the normal form must change every fingerprint.
 _SCHEME = b"sqlguard-fingerprint-v1\x00"
@@ -45,12 +53,23 @@ def fingerprint(text: str) -> str:
     >>> fingerprint("DELETE FROM t WHERE id = 5") == fingerprint("DELETE FROM t WHERE id = 6")
     False
     """
+    return digest_of(normal_tokens(text))
+
+
+def digest_of(tokens: Iterable[str]) -> str:
+    """The fingerprint of a normal token stream (see ``normal_tokens``)."""
     digest = hashlib.sha256(_SCHEME)
-    for token in normal_tokens(text):
+    for token in tokens:
         encoded = token.encode("utf-8")
         # Length-prefixed, so no two different token lists feed the hash the same bytes.
         digest.update(len(encoded).to_bytes(4, "big") + encoded)
     return digest.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def normal_word(word: str) -> str:
+    """An unquoted word as the fingerprint spells it: keywords upper case, names folded."""
+    folded = word.translate(_FOLD)
+    return word.upper() if folded in _KEYWORD_WORDS else folded
 
 
 def normal_tokens(text: str) -> list[str]:

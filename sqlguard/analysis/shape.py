@@ -35,156 +35,163 @@ True
 
 from __future__ import annotations
 
+import functools
 import re
 
-# One token per match; the last group catches anything outside the alphabet.
-_TOKEN = re.compile(
-    r"[ \t\n\r\f\v]*(?:"
-    r"([A-Za-z_][A-Za-z0-9_]*)"  # 1 identifier or keyword
-    r"|([0-9]+(?:\.[0-9]+)?(?![A-Za-z0-9_.]))"  # 2 number (no trailing junk: 0x1F, 1e5)
-    r"|('(?:[^'\\]|'')*'(?![A-Za-z0-9_']))"  # 3 standard string, no backslashes
-    r"|([-+*/<>=~!@#%^&|`?]+)"  # 4 operator run, checked against _OPERATORS
-    r"|([(),.;])"  # 5 punctuation
-    r"|(\S))"  # 6 anything else: no shape
+_BLANK = r"[ \t\n\r\f\v]*+"
+# The alphabet, one alternative per token class. Lookarounds keep each token exactly one
+# PostgreSQL token: no junk after a number (0x1F, 1e5, 5.), no prefix on a string (E'..'),
+# an operator is a whole operator run (so no "--", "/*", "=-"), no ".5" or "..".
+_ALTERNATIVES = (
+    r"[A-Za-z_][A-Za-z0-9_]*+(?![$'])"
+    r"|[0-9]++(?:\.[0-9]++)?+(?![A-Za-z0-9_.'])"
+    r"|(?<![A-Za-z0-9_'])'(?:[^'\\]++|'')*+'(?![A-Za-z0-9_'])"
+    r"|(?:<>|!=|<=|>=|[=<>+*/-])(?![-+*/<>=~!@#%^&|`?])"
+    r"|[(),;]|\.(?![0-9.])"
 )
-_OPERATORS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/"})
-_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
-_ARITHMETIC = frozenset({"+", "-", "*", "/"})
+_VALID = re.compile(f"(?:{_BLANK}(?:{_ALTERNATIVES}))*+{_BLANK}")
+_TOKEN = re.compile(_ALTERNATIVES)
+_CONSTANT = re.compile(r"(?<![A-Za-z0-9_])[0-9]++(?:\.[0-9]++)?+|'(?:[^'\\]++|'')*+'")
+
 _STATEMENTS = frozenset({"select", "insert", "update", "delete"})
 _REFUSED_WORDS = frozenset({"or", "not"})
+_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">="})
+_ARITHMETIC = frozenset({"+", "-", "*", "/"})
 _SET_ENDS = frozenset({"where", "from", "returning"})
 _VALUES_ENDS = frozenset({"on", "returning", "select"})
 _MIRROR_BEFORE = frozenset({"where", "and", "on", "(", "when"})
 _SIZE_WORDS = frozenset({"limit", "offset"})
 # Reserved words after which a minus sign is unary (they cannot be column names unquoted).
 _UNARY_AFTER = frozenset({"between", "and", "limit", "offset", "then", "else", "when", "where"})
-
-_IDENT, _NUMBER, _STRING, _OP, _PUNCT, _OTHER = range(6)
+_AFTER_OPERAND = frozenset({"(", ",", "+", "-", "*", "/"})
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 PLACEHOLDER = "?"
 
 
 def shape(text: str) -> str | None:
     """The text with value-only literals replaced by ``?``, or None when it has no shape."""
-    if not text.isascii():
-        return None
-    tokens = _tokens(text)
-    if tokens is None or not tokens or tokens[0][0] != _IDENT:
-        return None
-    if tokens[0][1].lower() not in _STATEMENTS:
-        return None
-    return " ".join(_replaced(tokens))
+    tokens = shape_tokens(text)
+    return None if tokens is None else " ".join(_replaced(tokens))
 
 
-def _tokens(text: str) -> list[tuple[int, str]] | None:
-    """(class, text) pairs; None when something is outside the alphabet or a ``;`` is not
-    the last token."""
-    tokens: list[tuple[int, str]] = []
-    for match in _TOKEN.finditer(text):
-        kind = match.lastindex
-        if kind is None:  # trailing blanks
-            continue
-        kind -= 1
-        value = match[kind + 1]
-        if kind == _OTHER or (kind == _OP and value not in _OPERATORS):
-            return None
-        if kind == _IDENT and (value.lower() in _REFUSED_WORDS or value[:3].lower() == "pg_"):
-            return None  # OR/NOT, or a catalog object (UPDATE pg_settings reads its values)
-        if tokens and tokens[-1][1] == ";":
-            return None  # something after a ';': a second statement
-        tokens.append((kind, value))
-    if tokens and tokens[-1][1] == ";":
+@functools.lru_cache(maxsize=64)
+def shape_tokens(text: str) -> tuple[str, ...] | None:
+    """The tokens of a text written in the shape alphabet (without a final ``;``), else None.
+
+    Cached for a few texts: the firewall and the audit description ask for the same text
+    one after the other.
+    """
+    if not text.isascii() or _VALID.fullmatch(text) is None:
+        return None
+    tokens = _TOKEN.findall(text)
+    if not tokens or tokens[0].lower() not in _STATEMENTS:
+        return None
+    if tokens[-1] == ";":
         tokens.pop()
-    return tokens
+    previous = ""
+    for token in tokens:
+        if token == ";":
+            return None  # a second statement
+        if token[0] == "'" and previous[:1] == "'":
+            return None  # 'a' <newline> 'b' is one string to PostgreSQL
+        previous = token
+        if token[0] in _IDENT_START:
+            word = token.lower()
+            if word in _REFUSED_WORDS or word.startswith("pg_"):
+                return None  # OR/NOT, or a catalog object (UPDATE pg_settings reads values)
+    return tuple(tokens)
 
 
-def _replaced(tokens: list[tuple[int, str]]) -> list[str]:
+def constants_replaced(text: str) -> str:
+    """Every number and string as ``?``: for a text that has shape tokens, this is exactly
+    what ``sanitize.sanitized_text`` makes of it, without running PostgreSQL's lexer."""
+    return _CONSTANT.sub(PLACEHOLDER, text).strip(" \t\n\r\f\v")
+
+
+def _is_literal(token: str) -> bool:
+    first = token[0]
+    return first == "'" or "0" <= first <= "9"
+
+
+def _replaced(tokens: tuple[str, ...]) -> list[str]:
     """Token texts, value-only literals (with a unary minus) as one ``?``."""
     out: list[str] = []
     depth = 0
     region = ""  # "set" (UPDATE's SET list) or "values" (INSERT's VALUES list) at depth 0
+    is_update = tokens[0].lower() == "update"
     index, count = 0, len(tokens)
     while index < count:
-        kind, value = tokens[index]
-        word = value.lower() if kind == _IDENT else ""
-        if value == "(":
+        token = tokens[index]
+        if token == "(":
             depth += 1
-        elif value == ")":
+        elif token == ")":
             depth -= 1
-        elif depth == 0 and word:
-            if word == "set" and tokens[0][1].lower() == "update":
+        elif depth == 0 and token[0] in _IDENT_START:
+            word = token.lower()
+            if word == "set" and is_update:
                 region = "set"
             elif word == "values":
                 region = "values"
-            elif (region == "set" and word in _SET_ENDS) or (
-                region == "values" and word in _VALUES_ENDS
-            ):
+            elif word in (_SET_ENDS if region == "set" else _VALUES_ENDS if region else ()):
                 region = ""
-        literal_end = _literal_end(tokens, index)
-        if literal_end and _value_only(tokens, index, literal_end, depth, region):
+        end = 0
+        if _is_literal(token):
+            end = index + 1
+        elif token == "-" and index + 1 < count and "0" <= tokens[index + 1][0] <= "9":
+            before = tokens[index - 1].lower() if index else "("
+            if before in _UNARY_AFTER or before in _COMPARISONS or before in _AFTER_OPERAND:
+                end = index + 2  # unary minus
+        if end and _value_only(tokens, index, end, depth, region):
             out.append(PLACEHOLDER)
-            index = literal_end
+            index = end
             continue
-        out.append(value)
+        out.append(token)
         index += 1
     return out
 
 
-def _literal_end(tokens: list[tuple[int, str]], index: int) -> int:
-    """The index after a literal starting here (``5``, ``'x'``, unary ``- 5``), else 0."""
-    kind, value = tokens[index]
-    if kind in (_NUMBER, _STRING):
-        return index + 1
-    if value == "-" and index + 1 < len(tokens) and tokens[index + 1][0] == _NUMBER:
-        kind, before = tokens[index - 1] if index else (_PUNCT, "(")
-        if kind == _OP or before in ("(", ",") or before.lower() in _UNARY_AFTER:
-            return index + 2
-    return 0
+def _word(token: str) -> str:
+    return token.lower() if token[0] in _IDENT_START else token
 
 
-def _value_only(
-    tokens: list[tuple[int, str]], start: int, end: int, depth: int, region: str
-) -> bool:
+def _value_only(tokens: tuple[str, ...], start: int, end: int, depth: int, region: str) -> bool:
     """Can this literal's value change no fact the rules read?"""
-    before = tokens[start - 1] if start else (_PUNCT, "")
-    after = tokens[end] if end < len(tokens) else (_PUNCT, "")
-    before2 = tokens[start - 2] if start >= 2 else (_PUNCT, "")
-    before_word = before[1].lower() if before[0] == _IDENT else before[1]
-    if before[0] == _OP and before[1] in _COMPARISONS and before2[0] == _IDENT:
+    count = len(tokens)
+    before = _word(tokens[start - 1]) if start else ""
+    after = tokens[end] if end < count else ""
+    if before in _COMPARISONS and start >= 2 and tokens[start - 2][0] in _IDENT_START:
         return True  # column <op> literal
-    if after[0] == _OP and after[1] in _COMPARISONS:
-        after2 = tokens[end + 1] if end + 1 < len(tokens) else (_PUNCT, "")
-        return after2[0] == _IDENT and before_word in _MIRROR_BEFORE  # literal <op> column
-    if before_word in _SIZE_WORDS and depth == 0:
+    if after in _COMPARISONS:
+        after2 = tokens[end + 1] if end + 1 < count else ""
+        return after2[:1] in _IDENT_START and before in _MIRROR_BEFORE  # literal <op> column
+    if before in _SIZE_WORDS and depth == 0:
         return True
-    if before_word == "between" or (before_word == "and" and _after_between(tokens, start)):
+    if before == "between" or (before == "and" and _after_between(tokens, start)):
         return True
-    if before[1] in ("(", ",") and after[1] in (",", ")"):
+    if before in ("(", ",") and after in (",", ")"):
         if region == "values" and depth == 1:
             return True
         return _in_list(tokens, start)
-    return region == "set" and depth == 0 and before[0] == _OP and before[1] in _ARITHMETIC
+    return region == "set" and depth == 0 and before in _ARITHMETIC
 
 
-def _after_between(tokens: list[tuple[int, str]], start: int) -> bool:
+def _after_between(tokens: tuple[str, ...], start: int) -> bool:
     """Is the ``and`` before this literal BETWEEN's (``x BETWEEN lit AND lit``)?"""
     if start < 4:
         return False
-    if tokens[start - 3][1].lower() == "between":
+    if tokens[start - 3].lower() == "between":
         return True
-    return tokens[start - 4][1].lower() == "between" and tokens[start - 3][1] == "-"
+    return tokens[start - 4].lower() == "between" and tokens[start - 3] == "-"
 
 
-def _in_list(tokens: list[tuple[int, str]], start: int) -> bool:
+def _in_list(tokens: tuple[str, ...], start: int) -> bool:
     """Is this literal an item of ``column IN (literal, ...)``?"""
     index = start - 1
-    while index >= 0 and tokens[index][1] != "(":
+    while index >= 0 and tokens[index] != "(":
         index -= 1
     return (
         index >= 2
-        and tokens[index - 1][1].lower() == "in"
-        and tokens[index - 2][0] == _IDENT
-        and all(
-            kind in (_NUMBER, _STRING) or value in (",", "-")
-            for kind, value in tokens[index + 1 : start]
-        )
+        and tokens[index - 1].lower() == "in"
+        and tokens[index - 2][0] in _IDENT_START
+        and all(_is_literal(t) or t in (",", "-") for t in tokens[index + 1 : start])
     )

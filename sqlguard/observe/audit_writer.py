@@ -93,6 +93,7 @@ class AuditLog:
         self._max_bytes, self._queue_size = max_bytes, queue_size
         self._fsync, self._retry = fsync, retry
         self._group_commit = group_commit
+        self._writer_idle = False  # the writer waits for a first record (notify it)
         self._queue: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
         self._chain = AuditChain(key)
@@ -170,7 +171,10 @@ class AuditLog:
                 refused = self.dropped
             else:
                 self._queue.append(record)
-                self._cond.notify()
+                # Waking the writer costs a futex call and a GIL hand-over: do it only when
+                # it waits for a first record or a batch is full (group commit, _gather).
+                if self._writer_idle or len(self._queue) >= BATCH:
+                    self._cond.notify()
                 return True
         if refused == 1 or refused % 1000 == 0:
             log.error("audit log: %d record(s) could not be queued: %s", refused, self.last_error)
@@ -228,7 +232,9 @@ class AuditLog:
     def _next_batch(self) -> list[dict[str, Any]]:
         """The oldest queued records (left queued until written); empty means stop."""
         with self._cond:
+            self._writer_idle = True
             self._cond.wait_for(lambda: self._queue or self._closing or self._abandon)
+            self._writer_idle = False
             return [] if self._abandon else list(islice(self._queue, BATCH))
 
     def _gather(self) -> None:

@@ -16,8 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sqlguard.analysis.describe import _logged_forms
+from sqlguard.analysis.fingerprint import fingerprint
 from sqlguard.analysis.parse import analyze
-from sqlguard.analysis.shape import shape
+from sqlguard.analysis.sanitize import sanitized_text
+from sqlguard.analysis.shape import shape, shape_tokens
 from sqlguard.config import DEFAULT_RULES_DIR
 from sqlguard.firewall import Firewall
 from sqlguard.policy.engine import evaluate
@@ -163,3 +166,57 @@ def test_rules_that_read_the_text_turn_shapes_off(tmp_path) -> None:
     who = Identity("ann", "app")
     assert firewall.judge(b"SELECT a FROM t WHERE a = 'public'", who).action == "allow"
     assert firewall.judge(b"SELECT a FROM t WHERE a = 'secret'", who).action == "deny"
+
+
+_WORDS = [
+    "select",
+    "SELECT",
+    "Insert",
+    "update",
+    "delete",
+    "from",
+    "where",
+    "and",
+    "in",
+    "values",
+    "set",
+    "limit",
+    "between",
+    "name",
+    "Type",
+    "value",
+    "abalance",
+    "T",
+    "pgbench_accounts",
+    "x_1",
+    "current_timestamp",
+    "join",
+    "on",
+    "as",
+    "null",
+    "true",
+]
+_PIECES = st.one_of(
+    st.sampled_from(_WORDS),
+    st.from_regex(r"[0-9]{1,6}(\.[0-9]{1,3})?", fullmatch=True),
+    st.from_regex(r"'([a-z %;-]|'')*'", fullmatch=True),
+    st.sampled_from(["=", "<>", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/", "(", ")", ","]),
+    st.just("."),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["SELECT", "insert", "Update", "DELETE"]),
+    st.lists(st.tuples(st.sampled_from([" ", "  ", "\n", "\t", ""]), _PIECES), max_size=14),
+    st.sampled_from(["", ";", " ;", "; ", "\n"]),
+)
+def test_logged_forms_from_shape_tokens_match_postgresqls_lexer(
+    head: str, body: list[tuple[str, str]], end: str
+) -> None:
+    """The audit's sanitised text and fingerprint, built from shape tokens, are the ones
+    PostgreSQL's lexer (through pglast) gives."""
+    text = head + "".join(blank + piece for blank, piece in body) + end
+    if shape_tokens(text) is None:
+        return
+    assert _logged_forms(text) == (sanitized_text(text), fingerprint(text))
