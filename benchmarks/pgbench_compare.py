@@ -78,6 +78,30 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Workload:
+    """What pgbench runs, and how many statements one of its transactions sends: per-statement
+    costs are per-transaction latencies divided by that."""
+
+    name: str
+    args: tuple[str, ...]
+    statements: int = 1
+
+
+SELECT_ONLY = Workload("pgbench -S (select-only)", ("-S",))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The cells to measure for one workload: every (mode, clients), `rounds` times each."""
+
+    workload: Workload
+    modes: tuple[str, ...]
+    clients: tuple[int, ...]
+    rounds: int
+    seconds: int
+
+
+@dataclass(frozen=True)
 class Sample:
     """One pgbench run."""
 
@@ -87,6 +111,7 @@ class Sample:
     round: int
     tps: float
     latency_ms: float
+    workload: str = SELECT_ONLY.name
 
 
 @dataclass(frozen=True)
@@ -111,14 +136,12 @@ class Row:
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=_positive, default=10, help="duration of each run")
-    parser.add_argument("--rounds", type=_positive, default=3, help="runs per cell; medians")
-    parser.add_argument("--clients", type=_int_list, default=(1, 8), help="e.g. 1,8")
-    parser.add_argument("--modes", type=_choices(MODES), default=MODES, help=",".join(MODES))
-    parser.add_argument("--scale", type=_positive, default=10, help="pgbench -i scale factor")
-    parser.add_argument(
-        "--targets", type=_choices(TARGETS), default=TARGETS, help=",".join(TARGETS)
-    )
+    parser.add_argument("--seconds", type=positive, default=10, help="duration of each run")
+    parser.add_argument("--rounds", type=positive, default=3, help="runs per cell; medians")
+    parser.add_argument("--clients", type=int_list, default=(1, 8), help="e.g. 1,8")
+    parser.add_argument("--modes", type=choices(MODES), default=MODES, help=",".join(MODES))
+    parser.add_argument("--scale", type=positive, default=10, help="pgbench -i scale factor")
+    parser.add_argument("--targets", type=choices(TARGETS), default=TARGETS, help=",".join(TARGETS))
     parser.add_argument(
         "--warmup", type=int, default=2, help="seconds of untimed pgbench per target; 0: none"
     )
@@ -127,18 +150,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     return Options(**vars(args))
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {value}")
     return value
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(_positive(part) for part in text.split(","))
+def int_list(text: str) -> tuple[int, ...]:
+    return tuple(positive(part) for part in text.split(","))
 
 
-def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+def choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     """Keeps the canonical order whatever order the user wrote, so tables always line up."""
 
     def parse(text: str) -> tuple[str, ...]:
@@ -161,6 +184,11 @@ def find_pgbouncer() -> Path | None:
     if found:
         return Path(found)
     return PGBOUNCER_FALLBACK if os.access(PGBOUNCER_FALLBACK, os.X_OK) else None
+
+
+def pgbouncer_version(binary: Path) -> str:
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    return result.stdout.splitlines()[0] if result.stdout else "pgbouncer (unknown version)"
 
 
 def _unprivileged_account() -> pwd.struct_passwd | None:
@@ -205,6 +233,13 @@ class PgBouncer:
             raise BenchmarkError("pgbouncer is not running")
         return self._directory
 
+    @property
+    def pid(self) -> int:
+        """For reading its memory use from /proc."""
+        if self._process is None:
+            raise BenchmarkError("pgbouncer is not running")
+        return self._process.pid
+
     def start(self, timeout: float = 20.0) -> Self:
         """Leaves nothing behind when it fails, like PostgresCluster.start."""
         self._directory = Path(tempfile.mkdtemp(prefix="sqlguard-pgbouncer-"))
@@ -233,8 +268,7 @@ class PgBouncer:
             self._directory = None
 
     def version(self) -> str:
-        result = subprocess.run([self.binary, "--version"], capture_output=True, text=True)
-        return result.stdout.splitlines()[0] if result.stdout else "pgbouncer (unknown version)"
+        return pgbouncer_version(self.binary)
 
     def output(self) -> str:
         """Both logs: errors before the config is read only reach stderr."""
@@ -319,13 +353,18 @@ def _connection(host: str, port: int) -> list[str]:
 
 
 def run_pgbench(
-    pgbench: Path, target: Target, mode: str, clients: int, seconds: int
+    pgbench: Path,
+    target: Target,
+    mode: str,
+    clients: int,
+    seconds: int,
+    workload: Workload = SELECT_ONLY,
 ) -> tuple[float, float]:
-    """(tps, average latency in ms) of one select-only run. -n: the sidecar would refuse
-    pgbench's VACUUM, and it would only make the first target's run slower anyway."""
-    args = [pgbench, "-S", "-n", "-M", mode, "-c", str(clients), "-j", str(min(clients, 2))]
-    args += ["-T", str(seconds), *_connection(target.host, target.port)]
-    what = f"pgbench -M {mode} -c {clients} against {target.name}"
+    """(tps, average latency in ms) of one run. -n: the sidecar would refuse pgbench's VACUUM,
+    and it would only make the first target's run slower anyway."""
+    args = [pgbench, *workload.args, "-n", "-M", mode, "-c", str(clients)]
+    args += ["-j", str(min(clients, 2)), "-T", str(seconds), *_connection(target.host, target.port)]
+    what = f"{workload.name} -M {mode} -c {clients} against {target.name}"
     stdout = _run_pgbench(args, what, timeout=seconds + 60, diagnostics=target.diagnostics)
     return _parse(TPS_RE, stdout, "tps", what), _parse(LATENCY_RE, stdout, "latency", what)
 
@@ -360,20 +399,23 @@ def _parse(pattern: re.Pattern[str], stdout: str, what: str, run: str) -> float:
     return float(match.group(1))
 
 
-def measure(pgbench: Path, targets: Sequence[Target], options: Options) -> list[Sample]:
+def measure(pgbench: Path, targets: Sequence[Target], plan: Plan) -> list[Sample]:
     """Targets alternate within each round, so a burst of machine noise hits all of them alike
     instead of skewing whichever target happened to run during it."""
     samples = []
-    cells = [(mode, clients) for mode in options.modes for clients in options.clients]
-    total = len(cells) * options.rounds * len(targets)
+    workload = plan.workload
+    cells = [(mode, clients) for mode in plan.modes for clients in plan.clients]
+    total = len(cells) * plan.rounds * len(targets)
     for mode, clients in cells:
-        for round_ in range(1, options.rounds + 1):
+        for round_ in range(1, plan.rounds + 1):
             for target in targets:
-                tps, latency = run_pgbench(pgbench, target, mode, clients, options.seconds)
-                samples.append(Sample(mode, clients, target.name, round_, tps, latency))
-                _progress(
-                    f"[{len(samples)}/{total}] {mode} -c {clients} round {round_} "
-                    f"{target.name}: {tps:.0f} tps, {latency:.3f} ms"
+                tps, latency = run_pgbench(pgbench, target, mode, clients, plan.seconds, workload)
+                samples.append(
+                    Sample(mode, clients, target.name, round_, tps, latency, workload.name)
+                )
+                progress(
+                    f"[{len(samples)}/{total}] {workload.name} -M {mode} -c {clients} "
+                    f"round {round_} {target.name}: {tps:.0f} tps, {latency:.3f} ms"
                 )
     return samples
 
@@ -383,10 +425,11 @@ def warm_up(pgbench: Path, targets: Sequence[Target], seconds: int) -> None:
     first timed run is not the odd one out."""
     for target in targets:
         run_pgbench(pgbench, target, "simple", 1, seconds)
-        _progress(f"warmed up {target.name}")
+        progress(f"warmed up {target.name}")
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
+    """Progress goes to stderr, so stdout holds only the report."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -476,16 +519,17 @@ def render_table(rows: Sequence[Row]) -> str:
             f"{row.tps:.0f}",
             f"{row.tps_min:.0f}–{row.tps_max:.0f}",
             f"{row.latency_ms:.3f}",
-            _format(row.vs_direct, "{:.2f}"),
-            _format(row.vs_pgbouncer, "{:.2f}"),
-            _format(row.added_us_vs_direct, "{:+.0f}"),
-            _format(row.added_us_vs_pgbouncer, "{:+.0f}"),
+            format_optional(row.vs_direct, "{:.2f}"),
+            format_optional(row.vs_pgbouncer, "{:.2f}"),
+            format_optional(row.added_us_vs_direct, "{:+.0f}"),
+            format_optional(row.added_us_vs_pgbouncer, "{:+.0f}"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _format(value: float | None, template: str) -> str:
+def format_optional(value: float | None, template: str) -> str:
+    """A dash for a comparison that does not apply, so the column stays aligned."""
     return "–" if value is None else template.format(value)
 
 
@@ -545,36 +589,53 @@ def write_json(
 # --- orchestration ----------------------------------------------------------------------------
 
 
+# Given the upstream URL, a context manager that runs a sidecar for as long as it is entered.
+SidecarFactory = Callable[[str], contextlib.AbstractContextManager[SidecarProcess]]
+
+
+def bundled_sidecar(upstream: str) -> SidecarProcess:
+    """The sidecar with the bundled rules and otherwise default settings."""
+    return SidecarProcess(upstream, RULES_DIR)
+
+
+def upstream_url(cluster: PostgresCluster) -> str:
+    return f"postgresql://{cluster.host}:{cluster.port}/{DBNAME}"
+
+
 def open_targets(
-    stack: contextlib.ExitStack, cluster: PostgresCluster, options: Options
+    stack: contextlib.ExitStack,
+    cluster: PostgresCluster,
+    names: Sequence[str],
+    max_clients: int,
+    start_sidecar: SidecarFactory = bundled_sidecar,
 ) -> tuple[list[Target], PgBouncer | None]:
     """Starts each proxy on the stack, so they stop (before the cluster) however we leave."""
     targets: list[Target] = []
     pgbouncer = None
-    for name in options.targets:
+    for name in names:
         if name == "direct":
             targets.append(Target(name, cluster.host, cluster.port))
         elif name == "sqlguard":
-            upstream = f"postgresql://{cluster.host}:{cluster.port}/{DBNAME}"
-            sidecar = stack.enter_context(SidecarProcess(upstream, RULES_DIR))
-            targets.append(Target(name, sidecar.host, sidecar.port, _sidecar_log(sidecar)))
+            sidecar = stack.enter_context(start_sidecar(upstream_url(cluster)))
+            targets.append(Target(name, sidecar.host, sidecar.port, sidecar_log(sidecar)))
         else:
-            pgbouncer = _start_pgbouncer(stack, cluster, max(options.clients))
+            pgbouncer = start_pgbouncer(stack, cluster, max_clients)
             if pgbouncer is not None:
                 targets.append(Target(name, pgbouncer.host, pgbouncer.port, pgbouncer.output))
     return targets, pgbouncer
 
 
-def _sidecar_log(sidecar: SidecarProcess) -> Callable[[], str]:
+def sidecar_log(sidecar: SidecarProcess) -> Callable[[], str]:
     return lambda: f"--- sqlguard serve log ---\n{sidecar.output()[-5000:]}"
 
 
-def _start_pgbouncer(
+def start_pgbouncer(
     stack: contextlib.ExitStack, cluster: PostgresCluster, max_clients: int
 ) -> PgBouncer | None:
+    """None, with a note, when pgbouncer is not installed: the other targets still run."""
     binary = find_pgbouncer()
     if binary is None:
-        _progress("note: no pgbouncer binary (apt-get install pgbouncer): skipping that target")
+        progress("note: no pgbouncer binary (apt-get install pgbouncer): skipping that target")
         return None
     return stack.enter_context(PgBouncer(binary, cluster.port, DBNAME, max_clients))
 
@@ -582,20 +643,21 @@ def _start_pgbouncer(
 def run(options: Options) -> None:
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(PostgresCluster())
-        _progress(f"initializing pgbench data, scale {options.scale}")
+        progress(f"initializing pgbench data, scale {options.scale}")
         initialize(cluster, options.scale)
-        targets, pgbouncer = open_targets(stack, cluster, options)
+        targets, pgbouncer = open_targets(stack, cluster, options.targets, max(options.clients))
         machine = describe_machine(cluster, pgbouncer)
         print(render_header(machine, options), flush=True)
         pgbench = cluster.bin("pgbench")
         if options.warmup > 0:
             warm_up(pgbench, targets, options.warmup)
-        samples = measure(pgbench, targets, options)
+        plan = Plan(SELECT_ONLY, options.modes, options.clients, options.rounds, options.seconds)
+        samples = measure(pgbench, targets, plan)
     rows = summarize(samples)
     print("\n" + render_table(rows))
     if options.json_file is not None:
         write_json(options.json_file, machine, samples, rows)
-        _progress(f"raw results written to {options.json_file}")
+        progress(f"raw results written to {options.json_file}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -605,10 +667,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(options)
     except KeyboardInterrupt:
-        _progress("interrupted; everything started was stopped")
+        progress("interrupted; everything started was stopped")
         return 130
     except RuntimeError as error:  # BenchmarkError, the harness errors, SidecarProcess's
-        _progress(f"error: {error}")
+        progress(f"error: {error}")
         return 1
     return 0
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from sqlguard.analysis.describe import Description, describe
+from sqlguard.analysis.describe import Description, describe, redescribe
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
 from sqlguard.analysis.shape import shape
@@ -111,6 +111,7 @@ class Firewall:
         self._shape_decisions = BoundedCache[tuple[str, Identity], Decision](cache_size)
         self._shape_facts = BoundedCache[str, tuple[StatementFacts, ...]](cache_size)
         self._descriptions = BoundedCache[bytes, Description](cache_size)
+        self._shape_descriptions = BoundedCache[str, Description](cache_size)
 
     @property
     def rules(self) -> RuleSet:
@@ -199,7 +200,18 @@ class Firewall:
         """How audit records and spans show ``text`` (cached like the facts)."""
         if len(text) > _CACHEABLE_TEXT:
             return describe(text, analyze_bytes(text))
-        return self._descriptions.get_or_make(text, lambda t: describe(t, self.facts(t)))
+        return self._descriptions.get_or_make(text, self._describe)
+
+    def _describe(self, text: bytes) -> Description:
+        form = self._shape(text)
+        if form is None:
+            return describe(text, self.facts(text))
+        known = self._shape_descriptions.get(form)
+        if known is None:
+            known = describe(text, self.facts(text))
+            self._shape_descriptions.put(form, known)
+            return known
+        return redescribe(known, text)
 
     def _analyze(self, text: bytes) -> tuple[StatementFacts, ...]:
         """Facts of a new text: those of its shape when one was analysed, with its own text."""

@@ -9,7 +9,7 @@ send the same texts again and again, so the shell asks for a description through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.fingerprint import digest_of, fingerprint, normal_word
@@ -64,3 +64,10 @@ def _logged_forms(text: str) -> tuple[str, str | None]:
         return sanitized_text(text), fingerprint(text)
     except ValueError:
         return sanitized_text(text), None
+
+
+def redescribe(known: Description, text: bytes) -> Description:
+    """The description of ``text``, another statement of ``known``'s shape: the same
+    summary, kinds and tables; its own sanitised text and fingerprint."""
+    sanitized, digest = _logged_forms(text.decode("utf-8"))
+    return replace(known, text=sanitized, fingerprint=digest)
