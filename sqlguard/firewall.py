@@ -112,6 +112,7 @@ class Firewall:
         self._shape_facts = BoundedCache[str, tuple[StatementFacts, ...]](cache_size)
         self._descriptions = BoundedCache[bytes, Description](cache_size)
         self._shape_descriptions = BoundedCache[str, Description](cache_size)
+        self._last_shaped: tuple[bytes | None, str | None] = (None, None)
 
     @property
     def rules(self) -> RuleSet:
@@ -176,12 +177,17 @@ class Firewall:
         return decision
 
     def _shape(self, text: bytes) -> str | None:
+        """The text's shape; the last answer is kept, as judge and describe ask in turn."""
         if self._rules.reads_text:
             return None
+        if text is self._last_shaped[0]:
+            return self._last_shaped[1]
         try:
-            return shape(text.decode("ascii"))
+            form = shape(text.decode("ascii"))
         except UnicodeDecodeError:
-            return None
+            form = None
+        self._last_shaped = (text, form)
+        return form
 
     def _review(
         self, decision: Decision, text: bytes, identity: Identity, token: str | None

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -112,6 +112,7 @@ class SidecarMetrics:
         self._users = LabelCap(max_users)
         self._rules = LabelCap(max_rules)
         self._outcomes = LabelCap(32)
+        self._statement_counters: dict[tuple[object, str], Any] = {}
         self._define_traffic()
         self._define_rules(rules_version)
         self.registry.register(_LiveCollector(caches, audit_queue_depth, audit_write_errors))
@@ -164,10 +165,16 @@ class SidecarMetrics:
         self, decision: Decision, duration_s: float | None, overhead_s: float | None
     ) -> None:
         """One judged message; a duration is None when it was not measured (e.g. refused)."""
-        rule = self._rules.admit(decision.rule_id)
-        self._statements.labels(decision.action.value, rule).inc()
+        key = (decision.action, decision.rule_id)
+        counter = self._statement_counters.get(key)
+        if counter is None:  # labels() takes a lock and builds a key: once per pair
+            rule = self._rules.admit(decision.rule_id)
+            counter = self._statements.labels(decision.action.value, rule)
+            if len(self._statement_counters) < 4096:
+                self._statement_counters[key] = counter
+        counter.inc()
         if decision.refused:
-            self._refusals.labels(rule).inc()
+            self._refusals.labels(self._rules.admit(decision.rule_id)).inc()
         if duration_s is not None:
             self._duration.observe(duration_s)
         if overhead_s is not None:

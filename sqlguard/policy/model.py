@@ -78,4 +78,5 @@ class Decision:
     @property
     def refused(self) -> bool:
         """Must the statement be kept from the server?"""
-        return self.action in (Action.deny, Action.require_approval)
+        action = self.action
+        return action is Action.deny or action is Action.require_approval

@@ -16,7 +16,7 @@ SET_REPLACEMENT = b"SET sqlguard.approval TO DEFAULT"
 _MENTION = re.compile(rb"(?i)sqlguard")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attached:
     """A statement text with its token taken out; `replacement` is set for the SET form."""
 

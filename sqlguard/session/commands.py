@@ -8,17 +8,17 @@ from sqlguard.approvals.tokens import Approval
 from sqlguard.policy.model import Decision, Identity
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToClient:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToServer:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartTls:
     """Wrap the client connection in TLS; ``data`` are bytes already read that belong to
     the TLS stream (a direct-TLS ClientHello). Answer with ``Session.tls_established``."""
@@ -26,7 +26,7 @@ class StartTls:
     data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admit:
     """A login starts: check the connection limits and lock-outs, then answer with
     ``Session.admitted`` (before any password is checked, so a locked-out guesser learns
@@ -35,7 +35,7 @@ class Admit:
     identity: Identity
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenUpstream:
     """Connect to the upstream and send `startup` as the first bytes."""
 
@@ -43,7 +43,7 @@ class OpenUpstream:
     identity: Identity
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ForwardCancel:
     """A CancelRequest for the backend a client saw as (pid, key)."""
 
@@ -51,21 +51,21 @@ class ForwardCancel:
     key: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RegisterCancelKey:
     pid: int
     client_key: bytes
     upstream_key: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConsumeApproval:
     """Record a verified approval token as used; answer with `Session.approval_consumed`."""
 
     approval: Approval
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StatementStarted:
     """A Query or Execute went upstream (or was refused in its place): tracing starts here."""
 
@@ -74,7 +74,7 @@ class StatementStarted:
     decision: Decision
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StatementFinished:
     """Its result is complete: SQLSTATE ("" for success), CommandComplete tag, ran or skipped."""
 
@@ -84,7 +84,7 @@ class StatementFinished:
     ran: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoginResult:
     """The login succeeded (ReadyForQuery) or failed.
 
@@ -99,7 +99,7 @@ class LoginResult:
     role: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Close:
     """Flush what is queued, then close both sides."""
 

@@ -21,7 +21,7 @@ class _Running:
     tag: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
     """How a statement ended: SQLSTATE ("" for success), its CommandComplete tag, and whether
     the server ran it at all (an earlier error in its pipeline makes the server skip it)."""

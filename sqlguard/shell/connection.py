@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.trace import Span
 
@@ -164,33 +165,22 @@ class ClientConnection(asyncio.Protocol):
 
     def _run(self, commands: list[Command]) -> None:
         for command in commands:
-            if isinstance(command, ToServer):
-                if self._upstream is not None:
-                    self._upstream.write(command.data)
-            elif isinstance(command, ToClient):
-                if self._client is not None:
-                    data = command.data if self._tls is None else self._tls.send(command.data)
-                    self._client.write(data)
-            elif isinstance(command, StartTls):
-                self._start_tls(command)
-            elif isinstance(command, Admit):
-                self._admit(command)
-            elif isinstance(command, OpenUpstream):
-                self._open_upstream(command)
-            elif isinstance(command, RegisterCancelKey):
-                self._register_cancel_key(command)
-            elif isinstance(command, ForwardCancel):
-                self._sidecar.forward_cancel(command.pid, command.key)
-            elif isinstance(command, StatementStarted):
-                self._statement_started(command)
-            elif isinstance(command, StatementFinished):
-                self._statement_finished(command)
-            elif isinstance(command, LoginResult):
-                self._login_result(command)
-            elif isinstance(command, ConsumeApproval):
-                self._consume_approval(command)
-            elif isinstance(command, Close):
-                self._close(command.reason)
+            _HANDLERS[type(command)](self, command)
+
+    def _to_server(self, command: ToServer) -> None:
+        if self._upstream is not None:
+            self._upstream.write(command.data)
+
+    def _to_client(self, command: ToClient) -> None:
+        if self._client is not None:
+            data = command.data if self._tls is None else self._tls.send(command.data)
+            self._client.write(data)
+
+    def _forward_cancel(self, command: ForwardCancel) -> None:
+        self._sidecar.forward_cancel(command.pid, command.key)
+
+    def _closed_by_session(self, command: Close) -> None:
+        self._close(command.reason)
 
     def _admit(self, command: Admit) -> None:
         assert self.session is not None
@@ -347,6 +337,24 @@ class ClientConnection(asyncio.Protocol):
             self._sidecar.metrics.connection_closed()
             if self._sidecar.auditor is not None:
                 self._sidecar.auditor.connection_closed(id(self), self._close_reason)
+
+
+# What the connection does for each command the session gives it (one lookup per command,
+# not a chain of isinstance tests: this runs several times per statement).
+_HANDLERS: dict[type, Callable[[ClientConnection, Any], None]] = {
+    ToServer: ClientConnection._to_server,
+    ToClient: ClientConnection._to_client,
+    StartTls: ClientConnection._start_tls,
+    Admit: ClientConnection._admit,
+    OpenUpstream: ClientConnection._open_upstream,
+    RegisterCancelKey: ClientConnection._register_cancel_key,
+    ForwardCancel: ClientConnection._forward_cancel,
+    StatementStarted: ClientConnection._statement_started,
+    StatementFinished: ClientConnection._statement_finished,
+    LoginResult: ClientConnection._login_result,
+    ConsumeApproval: ClientConnection._consume_approval,
+    Close: ClientConnection._closed_by_session,
+}
 
 
 class UpstreamProtocol(asyncio.Protocol):

@@ -24,7 +24,7 @@ class FrameError(ValueError):
     """The peer sent bytes that are not a valid message stream (answer 08P01 and close)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
     """One whole message the firewall wants to read: its type, body and original bytes."""
 
@@ -85,6 +85,7 @@ class FrameScanner:
     ) -> None:
         self._inspect = inspect
         self._max_inspected = max_inspected
+        self._suspect = min(max_inspected, MAX_MESSAGE)  # a length above this needs _check
         self._allowed = allowed_types
         self._buf = b""
         self._skip = 0
@@ -105,12 +106,14 @@ class FrameScanner:
         pos = self._pass_remainder(buf, out)
         run_start = pos
         size = len(buf)
+        inspect, allowed = self._inspect, self._allowed
         while size - pos >= 5:
             kind = buf[pos]
             (length,) = _INT32.unpack_from(buf, pos + 1)
-            self._check(kind, length)
+            if length < 4 or length > self._suspect or (allowed and kind not in allowed):
+                self._check(kind, length)  # the rare case: find out what is wrong
             end = pos + 1 + length
-            if kind in self._inspect:
+            if kind in inspect:
                 if end > size:
                     break
                 if run_start < pos:
