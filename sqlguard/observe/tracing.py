@@ -129,15 +129,18 @@ class StatementTracer:
 
     @staticmethod
     def end(span: Span, sqlstate: str, tag: str, ran: bool) -> None:
+        """Result attributes in one call (each call takes the span's lock), then end it."""
+        attributes: dict[str, str | int | bool] = {}
         if sqlstate:
-            span.set_attribute("db.response.status_code", sqlstate)
-            span.set_attribute("error.type", sqlstate)
+            attributes["db.response.status_code"] = attributes["error.type"] = sqlstate
             span.set_status(Status(StatusCode.ERROR))
         rows = rows_in_tag(tag)
         if rows is not None:
-            span.set_attribute("db.response.returned_rows", rows)
+            attributes["db.response.returned_rows"] = rows
         if not ran:
-            span.set_attribute("sqlguard.skipped", True)
+            attributes["sqlguard.skipped"] = True
+        if attributes:
+            span.set_attributes(attributes)
         span.end()
 
     def shutdown(self) -> None:
