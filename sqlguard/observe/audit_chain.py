@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64
 """The ``prev`` of the first record of a log: there is no record before it."""
 CHAIN_FIELDS = frozenset({"seq", "prev", "mac"})
@@ -32,14 +34,13 @@ CHAIN_FIELDS = frozenset({"seq", "prev", "mac"})
 
 
 def canonical(record: Mapping[str, Any]) -> str:
-    """The one spelling of ``record`` that is hashed and written.
+    """The one spelling of ``record`` that is hashed and written: sorted keys, no blanks,
+    non-ASCII as UTF-8, floats in their shortest form (orjson; NaN is written as null).
 
     >>> canonical({"b": 1, "a": "é"})
     '{"a":"é","b":1}'
     """
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _with_mac(text: str, keys: list[str], mac: str) -> str:

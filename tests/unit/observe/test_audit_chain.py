@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from audit_support import KEY, chained_lines, statement
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -100,7 +101,11 @@ def test_invalid_utf8_is_malformed_not_a_crash() -> None:
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text()
+    | st.floats(allow_nan=False),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
     ),
@@ -116,3 +121,9 @@ def test_a_sealed_line_is_canonical_and_verifies(record: dict) -> None:
     parsed = json.loads(line)
     assert canonical(parsed) == line
     assert parsed["mac"] == mac_of(KEY, parsed)
+
+
+def test_a_value_json_cannot_carry_is_refused_when_sealing() -> None:
+    """The writer turns this into an ``unwritable_record`` (test_audit_writer)."""
+    with pytest.raises(TypeError):
+        AuditChain(KEY).seal({"n": 2**70})
