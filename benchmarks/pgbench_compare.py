@@ -49,6 +49,7 @@ TPS_RE = re.compile(
     re.MULTILINE,
 )
 LATENCY_RE = re.compile(r"^latency average = ([0-9.]+) ms", re.MULTILINE)
+TRANSACTIONS_RE = re.compile(r"^number of transactions actually processed: ([0-9]+)", re.MULTILINE)
 
 
 class BenchmarkError(RuntimeError):
@@ -99,6 +100,16 @@ class Plan:
     clients: tuple[int, ...]
     rounds: int
     seconds: int
+
+
+@dataclass(frozen=True)
+class PgbenchRun:
+    """What one pgbench run reports: its tps (without connection time), its average latency and
+    how many transactions it completed (what a per-transaction cost is divided by)."""
+
+    tps: float
+    latency_ms: float
+    transactions: int
 
 
 @dataclass(frozen=True)
@@ -359,14 +370,18 @@ def run_pgbench(
     clients: int,
     seconds: int,
     workload: Workload = SELECT_ONLY,
-) -> tuple[float, float]:
-    """(tps, average latency in ms) of one run. -n: the sidecar would refuse pgbench's VACUUM,
-    and it would only make the first target's run slower anyway."""
+) -> PgbenchRun:
+    """One timed run. -n: the sidecar would refuse pgbench's VACUUM, and it would only make the
+    first target's run slower anyway."""
     args = [pgbench, *workload.args, "-n", "-M", mode, "-c", str(clients)]
     args += ["-j", str(min(clients, 2)), "-T", str(seconds), *_connection(target.host, target.port)]
     what = f"{workload.name} -M {mode} -c {clients} against {target.name}"
     stdout = _run_pgbench(args, what, timeout=seconds + 60, diagnostics=target.diagnostics)
-    return _parse(TPS_RE, stdout, "tps", what), _parse(LATENCY_RE, stdout, "latency", what)
+    return PgbenchRun(
+        _parse(TPS_RE, stdout, "tps", what),
+        _parse(LATENCY_RE, stdout, "latency", what),
+        int(_parse(TRANSACTIONS_RE, stdout, "transaction count", what)),
+    )
 
 
 def _run_pgbench(
@@ -409,13 +424,15 @@ def measure(pgbench: Path, targets: Sequence[Target], plan: Plan) -> list[Sample
     for mode, clients in cells:
         for round_ in range(1, plan.rounds + 1):
             for target in targets:
-                tps, latency = run_pgbench(pgbench, target, mode, clients, plan.seconds, workload)
+                run = run_pgbench(pgbench, target, mode, clients, plan.seconds, workload)
                 samples.append(
-                    Sample(mode, clients, target.name, round_, tps, latency, workload.name)
+                    Sample(
+                        mode, clients, target.name, round_, run.tps, run.latency_ms, workload.name
+                    )
                 )
                 progress(
                     f"[{len(samples)}/{total}] {workload.name} -M {mode} -c {clients} "
-                    f"round {round_} {target.name}: {tps:.0f} tps, {latency:.3f} ms"
+                    f"round {round_} {target.name}: {run.tps:.0f} tps, {run.latency_ms:.3f} ms"
                 )
     return samples
 

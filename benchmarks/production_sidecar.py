@@ -4,7 +4,9 @@ A benchmark of a sidecar with its observability switched off would flatter it: e
 statement is also written to the tamper-evident audit log (HMAC chain, fsync per batch) and,
 with tracing on, becomes a span exported over OTLP. So each sidecar the benchmark starts gets
 a config file with an `audit:` section and the OpenTelemetry environment pointing at a local
-sink, and the report says which of these were on and what they wrote.
+sink of its own, and the report says which of these were on and what they wrote. The
+breakdown section switches them off one at a time (`sidecar(audit=..., tracing=...)`) to
+price each.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +37,7 @@ AUDIT_FILE = "audit.jsonl"
 # When these are unset the SDK's default sampler (parentbased_always_on) keeps every span.
 SAMPLER_VARIABLES = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
 PROBLEM_LEVELS = ("warning", "error", "critical")
+NO_EXPORTER = "exporter not installed: pip install 'sqlguard[otlp]'"
 
 
 def exporter_installed() -> bool:
@@ -52,50 +55,58 @@ class SidecarReport:
     (a refused statement or a failing exporter would otherwise go unnoticed)."""
 
     name: str
+    audit: bool = True
+    tracing: bool = False
     audit_records: int = 0
     audit_bytes: int = 0
     statements: int = 0
     refused: int = 0
     log_levels: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    export_requests: int = 0
+    export_bytes: int = 0
 
     def summary(self) -> str:
         levels = ", ".join(f"{level} {count}" for level, count in sorted(self.log_levels.items()))
-        return (
-            f"{self.name}: audit log {self.audit_records} records, "
-            f"{self.audit_bytes / 2**20:.1f} MiB, {self.statements} statements of which "
-            f"{self.refused} refused; log lines: {levels or 'none'}"
+        audit = (
+            f"audit log {self.audit_records} records, {self.audit_bytes / 2**20:.1f} MiB, "
+            f"{self.statements} statements of which {self.refused} refused"
+            if self.audit
+            else "audit off"
         )
+        tracing = (
+            f"its OTLP sink got {self.export_requests} export requests, "
+            f"{self.export_bytes / 2**20:.1f} MiB of spans"
+            if self.tracing
+            else "tracing off"
+        )
+        return f"{self.name}: {audit}; {tracing}; log lines: {levels or 'none'}"
 
 
 class ProductionSetup:
-    """Shared by all sidecars of one benchmark run: the audit key, the OTLP sink and a temporary
-    directory, removed at the end; each sidecar gets its own config and audit log in it."""
+    """Shared by all sidecars of one benchmark run: the audit key and a temporary directory,
+    removed at the end; each sidecar gets its own config, audit log and OTLP sink (so what
+    each exported can be told apart)."""
 
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
         self.tracing = exporter_installed()
         self.reports: list[SidecarReport] = []
-        self._stack = contextlib.ExitStack()
         self._root: Path | None = None
-        self._sink: OtlpSink | None = None
 
     def __enter__(self) -> Self:
         self._root = Path(tempfile.mkdtemp(prefix="sqlguard-bench-sidecar-"))
-        self._stack.callback(shutil.rmtree, self._root, ignore_errors=True)
         try:
             self._make_key()
-            if self.tracing:
-                self._sink = self._stack.enter_context(OtlpSink())
         except BaseException:
-            self._stack.close()
+            shutil.rmtree(self._root, ignore_errors=True)
             raise
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stack.close()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     @property
     def root(self) -> Path:
@@ -112,43 +123,49 @@ class ProductionSetup:
             "audit log: on (every connection, login and statement; HMAC chain; fsync per batch; "
             "fail_closed), one file per sidecar in a temp dir",
         ]
-        if self._sink is None:
-            lines.append("tracing off (exporter not installed: pip install 'sqlguard[otlp]')")
+        if not self.tracing:
+            lines.append(f"tracing off ({NO_EXPORTER})")
         else:
             sampler = " ".join(
                 f"{name}={os.environ[name]}" for name in SAMPLER_VARIABLES if name in os.environ
             )
             lines.append(
-                "tracing: on, OTEL_TRACES_EXPORTER=otlp (OTLP/HTTP) to a local sink answering 200, "
-                f"sampler {sampler or 'default (parentbased_always_on: every statement a span)'}"
+                "tracing: on, OTEL_TRACES_EXPORTER=otlp (OTLP/HTTP) to a local sink per sidecar "
+                "answering 200, sampler "
+                f"{sampler or 'default (parentbased_always_on: every statement a span)'}"
             )
         return lines
 
-    def environment(self) -> dict[str, str]:
-        """The sidecar's environment: ours, plus the OpenTelemetry exporter settings."""
-        env = dict(os.environ)
-        if self._sink is None:
-            env["OTEL_TRACES_EXPORTER"] = "none"
-        else:
-            env["OTEL_TRACES_EXPORTER"] = "otlp"
-            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self._sink.endpoint
-            env["OTEL_SERVICE_NAME"] = "sqlguard-benchmark"
-        return env
-
     @contextlib.contextmanager
-    def sidecar(self, upstream: str, label: str = "") -> Iterator[SidecarProcess]:
-        """A running sidecar with its own config and audit log; fits pgbench_compare's
-        SidecarFactory. Its report is taken when it stops, when the audit log is complete."""
+    def sidecar(
+        self,
+        upstream: str,
+        label: str = "",
+        *,
+        audit: bool = True,
+        tracing: bool = True,
+        sampler: Mapping[str, str] | None = None,
+    ) -> Iterator[SidecarProcess]:
+        """A running sidecar with its own config, audit log and OTLP sink; fits
+        pgbench_compare's SidecarFactory. `audit`/`tracing` False switch one off (tracing is off
+        anyway without the exporter); `sampler` replaces the OTEL_TRACES_SAMPLER* variables of
+        our environment ({} for the SDK's default). Its report is taken when it stops, when the
+        audit log is complete and the last spans are flushed."""
         number = len(self.reports) + 1
-        report = SidecarReport(f"sidecar #{number}" + (f" ({label})" if label else ""))
+        tracing = tracing and self.tracing
+        name = f"sidecar #{number}" + (f" ({label})" if label else "")
+        report = SidecarReport(name, audit=audit, tracing=tracing)
         self.reports.append(report)
         directory = self.root / f"sidecar-{number}"
         directory.mkdir()
-        config = self._write_config(directory)
-        process = SidecarProcess(
-            upstream, RULES_DIR, "--config", str(config), env=self.environment()
-        )
-        with process:
+        config = self._write_config(directory, audit)
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(OtlpSink()) if tracing else None
+            # Runs after the sidecar has stopped, before the sink does.
+            stack.callback(_read_sink, sink, report)
+            env = _environment(sink, sampler)
+            process = SidecarProcess(upstream, RULES_DIR, "--config", str(config), env=env)
+            stack.enter_context(process)
             try:
                 yield process
             finally:
@@ -156,11 +173,8 @@ class ProductionSetup:
         _read_audit(directory, report)
 
     def checks(self) -> list[str]:
-        """Lines for after the table: what the sidecars wrote and the sink received."""
+        """Lines for after the table: what the sidecars wrote and their sinks received."""
         lines = [report.summary() for report in self.reports]
-        if self._sink is not None:
-            requests, size = self._sink.received
-            lines.append(f"OTLP sink: {requests} export requests, {size / 2**20:.1f} MiB of spans")
         for report in self.reports:
             lines += [f"{report.name} logged: {problem}" for problem in report.problems]
         return lines
@@ -174,14 +188,34 @@ class ProductionSetup:
         if result.returncode != 0:
             raise BenchmarkError(f"sqlguard audit keygen failed:\n{result.stderr}")
 
-    def _write_config(self, directory: Path) -> Path:
-        settings = {
-            "max_connections": self.max_connections,
-            "audit": {"path": AUDIT_FILE, "key_file": str(self.root / "audit.key")},
-        }
+    def _write_config(self, directory: Path, audit: bool) -> Path:
+        settings: dict[str, object] = {"max_connections": self.max_connections}
+        if audit:
+            settings["audit"] = {"path": AUDIT_FILE, "key_file": str(self.root / "audit.key")}
         config = directory / "config.yaml"
         config.write_text(yaml.safe_dump(settings))
         return config
+
+
+def _environment(sink: OtlpSink | None, sampler: Mapping[str, str] | None) -> dict[str, str]:
+    """A sidecar's environment: ours, plus the OpenTelemetry exporter settings."""
+    env = dict(os.environ)
+    if sink is None:
+        env["OTEL_TRACES_EXPORTER"] = "none"
+        return env
+    env["OTEL_TRACES_EXPORTER"] = "otlp"
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
+    env["OTEL_SERVICE_NAME"] = "sqlguard-benchmark"
+    if sampler is not None:
+        for name in SAMPLER_VARIABLES:
+            env.pop(name, None)
+        env.update(sampler)
+    return env
+
+
+def _read_sink(sink: OtlpSink | None, report: SidecarReport) -> None:
+    if sink is not None:
+        report.export_requests, report.export_bytes = sink.received
 
 
 def _read_log(output: str, report: SidecarReport, keep: int = 5) -> None:

@@ -19,6 +19,7 @@ UNITS: dict[str, tuple[str, str]] = {
     "s": ("s ↓", "{:.2f}"),
     "KiB": ("KiB/conn ↓", "{:.1f}"),
     "µs": ("µs/stmt ↓", "{:.1f}"),
+    "cpu": ("CPU µs/stmt ↓", "{:.1f}"),
 }
 HEADER = (
     "section",

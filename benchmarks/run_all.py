@@ -1,15 +1,16 @@
 """Every performance number the project tracks, from one command, in one table.
 
-    python benchmarks/run_all.py                 # 5 s runs, 3 rounds: about 10 minutes
+    python benchmarks/run_all.py                 # 5 s runs, 3 rounds: about 13 minutes
     python benchmarks/run_all.py --quick         # 3 s runs, 1 round: a check that all works
     python benchmarks/run_all.py --only pgbench,idle --json results.json
 
 Sections: pgbench (-S, three protocols, 1 and 8 clients), tpcb (pgbench's TPC-B-like
-script), distinct (statements whose text never repeats), stream (a large result), copy
-(COPY out and in), idle (memory per idle connection), decision (the firewall's cost per
-statement with and without sqlglotc). The sidecar runs as in production: bundled rules,
-audit log and tracing on. The table goes to stdout, progress to stderr; see
-benchmarks/README.md for what each row means.
+script), distinct (statements whose text never repeats), breakdown (the proxy's CPU time
+per statement, one sidecar feature at a time), stream (a large result), copy (COPY out and
+in), idle (memory per idle connection), decision (the firewall's cost per statement with and
+without sqlglotc). The sidecar runs as in production: bundled rules, audit log and tracing
+on. The table goes to stdout, progress to stderr; see benchmarks/README.md for what each row
+means.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cost_breakdown
 import pgbench_compare
 from decision_compare import WITH, measure_decisions
 from idle_memory import WARM_CONNECTIONS, ProxyFactory, measure_idle, raise_fd_limit
@@ -59,7 +61,7 @@ from transfer_timing import measure_transfers, transfers
 
 from sqlguard.testing.postgres import PostgresCluster
 
-SECTIONS = ("pgbench", "tpcb", "distinct", "stream", "copy", "idle", "decision")
+SECTIONS = ("pgbench", "tpcb", "distinct", "breakdown", "stream", "copy", "idle", "decision")
 PGBENCH_SECTIONS = ("pgbench", "tpcb", "distinct")
 TRANSFER_SECTIONS = ("stream", "copy")
 TPCB_MODES = ("simple", "prepared")
@@ -68,6 +70,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Settings --quick changes; an explicit option still wins.
 DEFAULTS = {"seconds": 5, "rounds": 3, "warmup": 2, "decision_statements": 2000}
 QUICK = {"seconds": 3, "rounds": 1, "warmup": 1, "decision_statements": 500}
+# The breakdown's own, unless --seconds/--rounds say otherwise: CPU time per transaction
+# needs no long runs, and more rounds make its medians steadier. --quick: QUICK's.
+BREAKDOWN_DEFAULTS = {"seconds": 3, "rounds": 5}
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ class Options(pgbench_compare.Options):
     sections: tuple[str, ...]
     idle_connections: int
     decision_statements: int
+    breakdown_seconds: int
+    breakdown_rounds: int
 
 
 @dataclass
@@ -97,8 +104,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--only", dest="sections", type=choices(SECTIONS), default=SECTIONS, help=",".join(SECTIONS)
     )
-    parser.add_argument("--seconds", type=positive, help="length of each pgbench run (5)")
-    parser.add_argument("--rounds", type=positive, help="rounds per cell; medians (3)")
+    parser.add_argument(
+        "--seconds", type=positive, help="length of each pgbench run (5; breakdown 3)"
+    )
+    parser.add_argument("--rounds", type=positive, help="rounds per cell; medians (3; breakdown 5)")
     parser.add_argument(
         "--clients", type=int_list, default=(1, 8), help="pgbench -S and distinct-text clients"
     )
@@ -117,7 +126,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--json", dest="json_file", type=Path, help="also write everything here")
     args = vars(parser.parse_args(argv))
-    preset = QUICK if args.pop("quick") else DEFAULTS
+    quick = args.pop("quick")
+    preset = QUICK if quick else DEFAULTS
+    for name, default in BREAKDOWN_DEFAULTS.items():
+        explicit = args[name]
+        args[f"breakdown_{name}"] = explicit or (preset[name] if quick else default)
     for name, value in preset.items():
         if args[name] is None:
             args[name] = value
@@ -148,6 +161,15 @@ def pgbench_sections(
             plan = plans[section]
             samples = measure(pgbench, targets, plan)
             report.add(section, pgbench_rows(section, plan.workload, summarize(samples)), samples)
+
+
+def breakdown_section(
+    cluster: PostgresCluster, production: ProductionSetup, options: Options, report: Report
+) -> None:
+    rows, samples = cost_breakdown.measure_breakdown(
+        cluster, production, options.breakdown_seconds, options.breakdown_rounds, options.warmup
+    )
+    report.add("breakdown", rows, samples)
 
 
 def transfer_sections(
@@ -214,16 +236,23 @@ def decision_section(options: Options, report: Report) -> None:
 # --- header and footer ------------------------------------------------------------------------
 
 
-def render_header(machine: dict[str, str], setup: Sequence[str], options: Options) -> str:
+def render_header(
+    machine: dict[str, str], setup: Sequence[str], options: Options, breakdown: Sequence[str]
+) -> str:
     lines = ["# sqlguard performance: direct vs sqlguard vs pgbouncer", ""]
     lines += [f"command: `{' '.join(sys.orig_argv)}`", ""]
     lines += [f"- {key}: {value}" for key, value in machine.items()]
     lines += [f"- {line}" for line in setup]
-    lines.append(
-        f"- runs: {options.seconds} s per pgbench run, {options.rounds} round(s), targets "
-        f"alternate within each round ({', '.join(options.targets)}, ...), medians; pgbench "
-        f"scale {options.scale}; sections: {','.join(options.sections)}"
+    runs = (
+        f"{options.seconds} s per pgbench run, {options.rounds} round(s), targets alternate "
+        f"within each round ({', '.join(options.targets)}, ...), medians; "
+        if set(options.sections) - {"breakdown"}
+        else ""
     )
+    lines.append(
+        f"- runs: {runs}pgbench scale {options.scale}; sections: {','.join(options.sections)}"
+    )
+    lines += [f"- {line}" for line in breakdown]
     if "idle" in options.sections:
         lines.append(
             f"- idle: {options.idle_connections} connections per target and round, a fresh "
@@ -278,9 +307,12 @@ def run(options: Options, report: Report) -> tuple[dict[str, Any], list[str]]:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlguard-bench-")))
         targets: list[Target] = []
         pgbouncer = None
-        if sections & {*PGBENCH_SECTIONS, *TRANSFER_SECTIONS}:
+        if sections & {*PGBENCH_SECTIONS, *TRANSFER_SECTIONS, "breakdown"}:
             progress(f"initializing pgbench data, scale {options.scale}")
             initialize(cluster, options.scale)
+        else:
+            cluster.create_database(DBNAME)
+        if sections & {*PGBENCH_SECTIONS, *TRANSFER_SECTIONS}:
             targets, pgbouncer = open_targets(
                 stack,
                 cluster,
@@ -290,14 +322,19 @@ def run(options: Options, report: Report) -> tuple[dict[str, Any], list[str]]:
                     upstream, "target of the pgbench and transfer sections"
                 ),
             )
-        else:
-            cluster.create_database(DBNAME)
         machine = machine_description(cluster, pgbouncer)
         setup = production.describe()
-        print(render_header(machine, setup, options), flush=True)
+        breakdown = (
+            cost_breakdown.describe(production, options.breakdown_seconds, options.breakdown_rounds)
+            if "breakdown" in sections
+            else []
+        )
+        print(render_header(machine, setup, options, breakdown), flush=True)
         if targets and options.warmup > 0 and sections & set(PGBENCH_SECTIONS):
             warm_up(cluster.bin("pgbench"), targets, options.warmup)
         pgbench_sections(cluster.bin("pgbench"), targets, options, scratch, report)
+        if "breakdown" in sections:
+            breakdown_section(cluster, production, options, report)
         transfer_sections(cluster, targets, options, report)
         if "idle" in sections:
             idle_section(cluster, production, options, report)

@@ -9,7 +9,7 @@ send the same texts again and again, so the shell asks for a description through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.fingerprint import digest_of, fingerprint, normal_word
@@ -70,4 +70,4 @@ def redescribe(known: Description, text: bytes) -> Description:
     """The description of ``text``, another statement of ``known``'s shape: the same
     summary, kinds and tables; its own sanitised text and fingerprint."""
     sanitized, digest = _logged_forms(text.decode("utf-8"))
-    return replace(known, text=sanitized, fingerprint=digest)
+    return Description(sanitized, known.summary, digest, known.kinds, known.tables)

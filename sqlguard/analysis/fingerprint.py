@@ -58,17 +58,15 @@ def fingerprint(text: str) -> str:
 
 def digest_of(tokens: Iterable[str]) -> str:
     """The fingerprint of a normal token stream (see ``normal_tokens``)."""
-    digest = hashlib.sha256(_SCHEME)
-    for token in tokens:
-        encoded = token.encode("utf-8")
-        # Length-prefixed, so no two different token lists feed the hash the same bytes.
-        digest.update(len(encoded).to_bytes(4, "big") + encoded)
-    return digest.hexdigest()[:FINGERPRINT_LENGTH]
+    # Length-prefixed, so no two different token lists feed the hash the same bytes.
+    encoded = [token.encode("utf-8") for token in tokens]
+    data = b"".join(len(part).to_bytes(4, "big") + part for part in encoded)
+    return hashlib.sha256(_SCHEME + data).hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def normal_word(word: str) -> str:
     """An unquoted word as the fingerprint spells it: keywords upper case, names folded."""
-    folded = word.translate(_FOLD)
+    folded = word.translate(_FOLD) if not word.isascii() else word.lower()
     return word.upper() if folded in _KEYWORD_WORDS else folded
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -86,21 +87,24 @@ class StatementTracer:
     def statement(
         self,
         text: bytes,
-        described: Description,
+        describe: Callable[[bytes], Description],
         decision: Decision,
         identity: Identity,
         connection: Span | None,
     ) -> Span:
-        summary = described.summary or "statement"
+        """The statement's span. Its name and attributes are filled in only if it is
+        recorded: with a ratio sampler most spans are not, and describing the statement
+        for nothing would cost more than the span."""
         parent = _application_context(text) or (
             trace.set_span_in_context(connection) if connection else None
         )
-        return self._tracer.start_span(
-            summary,
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=self._attributes(described, decision, identity, summary),
-        )
+        span = self._tracer.start_span("statement", context=parent, kind=SpanKind.CLIENT)
+        if span.is_recording():
+            described = describe(text)
+            summary = described.summary or "statement"
+            span.update_name(summary)
+            span.set_attributes(self._attributes(described, decision, identity, summary))
+        return span
 
     def _attributes(
         self,

@@ -233,9 +233,8 @@ class ClientConnection(asyncio.Protocol):
         tracer = self._sidecar.tracer
         span = None
         if tracer is not None and self.session is not None and self.session.identity is not None:
-            described = self._sidecar.firewall.describe(command.text)
-            identity = self.session.identity
-            span = tracer.statement(command.text, described, command.decision, identity, self._span)
+            describe, identity = self._sidecar.firewall.describe, self.session.identity
+            span = tracer.statement(command.text, describe, command.decision, identity, self._span)
         self._running[command.id] = (time.perf_counter(), span, command)
 
     def _statement_finished(self, command: StatementFinished) -> None:
