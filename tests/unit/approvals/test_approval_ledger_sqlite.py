@@ -65,7 +65,7 @@ def _consume_all(
 
     async def run() -> list[bool]:
         ledger = SqliteLedger(Path(path))
-        barrier.wait()
+        barrier.wait(timeout=60)  # a sibling that never arrives must not hang the run
         try:
             return [await ledger.consume(approval(id=token_id), NOW) for token_id in ids]
         finally:
@@ -84,10 +84,16 @@ def test_two_processes_one_file(tmp_path: Path) -> None:
     ]
     for process in processes:
         process.start()
-    answers = [results.get(timeout=60) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    try:
+        answers = [results.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+    finally:
+        for process in processes:
+            if process.is_alive():  # a failed run must not leave a child behind
+                process.kill()
+                process.join()
     assert [a + b for a, b in zip(*answers, strict=True)] == [1] * len(ids)
 
 
