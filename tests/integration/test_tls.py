@@ -5,6 +5,8 @@ and PostgreSQL 17's direct TLS with ALPN), and the sidecar to a PostgreSQL serve
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import socket
 import ssl
@@ -270,3 +272,25 @@ def test_upstream_without_tls_is_refused_when_required(pg_db: Database, tmp_path
         pytest.raises(psycopg.OperationalError, match="does not accept TLS"),
     ):
         psycopg.connect(sc.dsn("postgres", dbname=pg_db.dbname))
+
+
+def test_the_login_audit_record_names_the_tls_version(
+    pki: dict[str, CertFiles], pg_db: Database, tmp_path: Path
+) -> None:
+    cert, key = pki["sidecar"].cert, pki["sidecar"].key
+    (tmp_path / "audit.key").write_bytes(os.urandom(32))
+    config = write_config(
+        tmp_path,
+        f"tls:\n  cert: {cert}\n  key: {key}\naudit:\n  path: audit.jsonl\n  key_file: audit.key\n",
+    )
+    extra = ("--config", str(config))
+    with SidecarProcess(passthrough_upstream(pg_db), DEFAULT_RULES_DIR, *extra) as sidecar:
+        psycopg.connect(dsn(sidecar, pg_db, sslmode="require")).close()
+        psycopg.connect(dsn(sidecar, pg_db, sslmode="disable")).close()
+    logins = [
+        record
+        for record in map(json.loads, (tmp_path / "audit.jsonl").read_text().splitlines())
+        if record["type"] == "login"
+    ]
+    tls, plain = (record.get("tls") for record in logins)
+    assert tls in ("TLSv1.2", "TLSv1.3") and plain is None
