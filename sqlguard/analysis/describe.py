@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.fingerprint import digest_of, fingerprint, normal_word
 from sqlguard.analysis.sanitize import query_summary, sanitized_text
-from sqlguard.analysis.shape import constants_replaced, shape_tokens
+from sqlguard.analysis.shape import constants_replaced, is_word, shape_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ def _logged_forms(text: str) -> tuple[str, str | None]:
     lexer would give them (tested against it), without running that lexer."""
     tokens = shape_tokens(text)
     if tokens is not None:
-        normal = [normal_word(t) if t[0].isalpha() or t[0] == "_" else t for t in tokens]
+        normal = [normal_word(t) if is_word(t) else t for t in tokens]
         return constants_replaced(text), digest_of(normal)
     try:
         return sanitized_text(text), fingerprint(text)

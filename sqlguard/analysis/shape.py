@@ -108,6 +108,11 @@ def constants_replaced(text: str) -> str:
     return _CONSTANT.sub(PLACEHOLDER, text).strip(" \t\n\r\f\v")
 
 
+def is_word(token: str) -> bool:
+    """Is this shape token a keyword or an unquoted name (not a literal or an operator)?"""
+    return token[0] in _IDENT_START
+
+
 def _is_literal(token: str) -> bool:
     first = token[0]
     return first == "'" or "0" <= first <= "9"

@@ -55,7 +55,9 @@ class AuditError(RuntimeError):
     """The existing log cannot be continued (its last line is not an audit record)."""
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+# The last whole second formatted, as one tuple: replaced in a single assignment, so the
+# proxy's thread and the writer's never see a second paired with another second's text.
+_formatted_second: tuple[int, str] = (-1, "")
 
 
 def utc_now() -> str:
@@ -66,12 +68,14 @@ def utc_now() -> str:
     >>> len(utc_now()), utc_now()[-1]
     (27, 'Z')
     """
+    global _formatted_second
     now = time.time()
     second = int(now)
-    if _second[0] != second:
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second[0] = second
-    return f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+    cached, text = _formatted_second
+    if cached != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _formatted_second = (second, text)
+    return f"{text}.{int((now - second) * 1_000_000):06d}Z"
 
 
 class AuditLog:
