@@ -3,7 +3,9 @@
 tps and latency hold everything a statement waits for: a free core (pgbench, PostgreSQL and
 the proxy share them), PostgreSQL, pgbench itself. The CPU time the proxy process spends per
 transaction (utime + stime from /proc/PID/stat before and after a run, divided by the
-transactions pgbench processed) counts only the proxy's own work, so the targets' figures
+transactions pgbench processed; for the sidecar, its span exporter process's too, shown apart
+in the note since it runs beside the event loop, not on it) counts only the proxy's own work,
+so the targets' figures
 can be subtracted to price one feature at a time: the sidecar bare, with the audit log, with
 every statement traced and with 1% of traces sampled, next to pgbouncer in session mode.
 Each configuration is its own `sqlguard serve` process, so one's CPU time is never mixed
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -90,18 +92,36 @@ class CpuSample:
     cpu_us_per_statement: float
     latency_ms: float
     tps: float
+    exporter_us_per_statement: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all its threads: the audit writer's and the span
-    exporter's too). The command name in field 2 may hold spaces, so fields count from the ')'
-    that closes it: utime and stime are fields 14 and 15."""
+    batcher's too)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = _stat_fields(Path(f"/proc/{pid}/stat").read_text())
     except OSError as error:
         raise BenchmarkError(f"cannot read the CPU time of process {pid}: {error}") from error
-    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """utime + stime of the live child processes of `pid` (the sidecar's span exporter)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = _stat_fields(stat.read_text())
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+    return total
+
+
+def _stat_fields(stat: str) -> list[str]:
+    """The fields after the command name, which may hold spaces, so they count from the ')'
+    that closes it: ppid is field 4, utime and stime fields 14 and 15."""
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def describe(production: ProductionSetup, seconds: int, rounds: int) -> list[str]:
@@ -109,7 +129,8 @@ def describe(production: ProductionSetup, seconds: int, rounds: int) -> list[str
     lines = [
         f"{SECTION}: pgbench -S -c {CLIENTS} -M {'/'.join(MODES)}, {seconds} s per run, "
         f"{rounds} round(s), the target order reversed every other round, medians; value: CPU "
-        "time (utime+stime from /proc/PID/stat) of the proxy process per transaction processed",
+        "time (utime+stime from /proc/PID/stat) of the proxy process, and of the sidecar's span "
+        "exporter process, per transaction processed",
         f"{SECTION} targets: pgbouncer (session mode), then a `sqlguard serve` each: bare "
         "(bundled rules, no audit, OTEL_TRACES_EXPORTER=none), + audit (the audit log above), "
         "+ audit + tracing (OTLP to its own local sink, default sampler: every statement a "
@@ -175,9 +196,10 @@ def _measure(
         for round_ in range(1, rounds + 1):
             order = targets if round_ % 2 else list(reversed(targets))
             for metered in order:
-                before = cpu_seconds(metered.pid)
+                before = cpu_seconds(metered.pid), children_cpu_seconds(metered.pid)
                 run = run_pgbench(pgbench, metered.target, mode, CLIENTS, seconds)
-                spent = cpu_seconds(metered.pid) - before
+                children = children_cpu_seconds(metered.pid) - before[1]
+                spent = cpu_seconds(metered.pid) - before[0] + children
                 per_statement = spent * 1e6 / run.transactions
                 name = metered.target.name
                 samples.append(
@@ -190,6 +212,7 @@ def _measure(
                         per_statement,
                         run.latency_ms,
                         run.tps,
+                        children * 1e6 / run.transactions,
                     )
                 )
                 progress(
@@ -210,15 +233,19 @@ def breakdown_rows(samples: Sequence[CpuSample]) -> list[TableRow]:
         [(workloads[s.mode], s.target, s.cpu_us_per_statement) for s in samples],
     )
     cpu = {(row.workload, row.target): row.value for row in rows}
-    latency_groups: dict[tuple[str, str], list[float]] = {}
-    for sample in samples:
-        key = (workloads[sample.mode], sample.target)
-        latency_groups.setdefault(key, []).append(sample.latency_ms * 1000)
-    latency = {key: statistics.median(values) for key, values in latency_groups.items()}
 
-    def over(row: TableRow, reference: str, medians: dict[tuple[str, str], float]) -> float | None:
-        base = None if reference == row.target else medians.get((row.workload, reference))
-        return None if base is None else medians[(row.workload, row.target)] - base
+    def medians(value: Callable[[CpuSample], float]) -> dict[tuple[str, str], float]:
+        groups: dict[tuple[str, str], list[float]] = {}
+        for sample in samples:
+            groups.setdefault((workloads[sample.mode], sample.target), []).append(value(sample))
+        return {key: statistics.median(values) for key, values in groups.items()}
+
+    latency = medians(lambda sample: sample.latency_ms * 1000)
+    exporter = medians(lambda sample: sample.exporter_us_per_statement)
+
+    def over(row: TableRow, reference: str, values: dict[tuple[str, str], float]) -> float | None:
+        base = None if reference == row.target else values.get((row.workload, reference))
+        return None if base is None else values[(row.workload, row.target)] - base
 
     def note(row: TableRow) -> str:
         key = (row.workload, row.target)
@@ -230,6 +257,8 @@ def breakdown_rows(samples: Sequence[CpuSample]) -> list[TableRow]:
         step = over(row, base, cpu)
         if base != PGBOUNCER and step is not None:
             text += f"; {step:+.1f} CPU µs over {base}"
+        if exporter[key] >= 0.05:
+            text += f"; of its CPU µs, {exporter[key]:.1f} in the span exporter process"
         return text
 
     return [

@@ -13,10 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from opentelemetry.trace import Span
-
 from sqlguard.observe.auditor import StatementResult
-from sqlguard.observe.tracing import StatementTracer
+from sqlguard.observe.tracing import LiveSpan
 from sqlguard.session.cancel import UpstreamKey
 from sqlguard.session.commands import (
     Admit,
@@ -62,8 +60,8 @@ class ClientConnection(asyncio.Protocol):
         self._close_reason = "client disconnected"
         self._admitted: str | None = None  # the user counted against the connection limits
         self._login_timer: asyncio.TimerHandle | None = None
-        self._span: Span | None = None  # the connection's span, parent of statement spans
-        self._running: dict[int, tuple[float, Span | None, StatementStarted]] = {}
+        self._span: LiveSpan | None = None  # the connection's span, parent of statement spans
+        self._running: dict[int, tuple[float, LiveSpan | None, StatementStarted]] = {}
 
     # ---- client socket events ---------------------------------------------------------
 
@@ -245,7 +243,8 @@ class ClientConnection(asyncio.Protocol):
         seconds = time.perf_counter() - started
         self._sidecar.metrics.statement_duration(seconds)
         if span is not None:
-            StatementTracer.end(span, command.sqlstate, command.tag, command.ran)
+            assert self._sidecar.tracer is not None
+            self._sidecar.tracer.end(span, command.sqlstate, command.tag, command.ran)
         if command.ran and self._sidecar.auditor is not None:
             self._audit_statement(statement, command, seconds)
 
@@ -329,7 +328,8 @@ class ClientConnection(asyncio.Protocol):
             self._sidecar.cancel_keys.unregister(pid, key)
         self._cancel_keys.clear()
         if self._span is not None:
-            self._span.end()
+            assert self._sidecar.tracer is not None
+            self._sidecar.tracer.end_connection(self._span)
             self._span = None
         if self in self._sidecar.connections:
             self._sidecar.connections.discard(self)

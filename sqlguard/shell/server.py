@@ -14,8 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from opentelemetry.sdk.trace import TracerProvider
-
 from sqlguard.analysis.sanitize import query_summary
 from sqlguard.config import ConfigError, Settings, parse_listen
 from sqlguard.firewall import Firewall
@@ -27,7 +25,7 @@ from sqlguard.observe.alerts import Alerter
 from sqlguard.observe.audit_writer import AuditLog
 from sqlguard.observe.auditor import Auditor
 from sqlguard.observe.metrics import SidecarMetrics
-from sqlguard.observe.tracing import StatementTracer, provider_from_environment
+from sqlguard.observe.tracing import StatementTracer
 from sqlguard.policy.loader import RuleError, load_rules
 from sqlguard.policy.model import Decision, Identity
 from sqlguard.session.cancel import CancelRegistry
@@ -51,7 +49,7 @@ class Sidecar:
         self,
         settings: Settings,
         firewall: Firewall | None = None,
-        tracer_provider: TracerProvider | None = None,
+        tracer: StatementTracer | None = None,
     ) -> None:
         self.settings = settings
         gate = ApprovalGate(settings.approvals) if settings.approvals else None
@@ -74,9 +72,10 @@ class Sidecar:
         if self.firewall.gate is not None:
             self.firewall.gate.on_outcome = self._on_approval
         self._admin: AdminServer | None = None
-        provider = tracer_provider or provider_from_environment()
         upstream = settings.upstream
-        self.tracer = StatementTracer(provider, upstream.host, upstream.port) if provider else None
+        self.tracer = tracer or StatementTracer.from_environment(
+            upstream.host, upstream.port, settings.log_level, settings.log_format
+        )
         self.identities = IdentityDirectory(settings.identities) if settings.identities else None
         self.tls_context = server_context(settings.tls) if settings.tls else None
         self.tls_offer = TlsOffer.NONE

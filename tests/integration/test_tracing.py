@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from sqlguard.config import Settings, Upstream
+from sqlguard.observe.tracing import StatementTracer
 from sqlguard.shell.server import Sidecar
 from sqlguard.testing import Database
 from sqlguard.testing.sidecar import free_port
@@ -27,8 +27,6 @@ PARENT_ID = "00f067aa0ba902b7"
 @pytest.fixture(scope="module")
 def traced(pg_db: Database) -> Iterator[tuple[str, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     cluster = pg_db.cluster
     settings = Settings(
         listen_port=free_port(),
@@ -36,7 +34,8 @@ def traced(pg_db: Database) -> Iterator[tuple[str, InMemorySpanExporter]]:
         rules_poll_interval=0,
     )
     loop = asyncio.new_event_loop()
-    sidecar = Sidecar(settings, tracer_provider=provider)
+    tracer = StatementTracer.in_process(exporter, cluster.host, cluster.port)
+    sidecar = Sidecar(settings, tracer=tracer)
     loop.run_until_complete(sidecar.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -87,6 +86,7 @@ def test_refused_statement_span(traced: tuple[str, InMemorySpanExporter]) -> Non
     assert attributes["sqlguard.rule"] == "delete-without-where"
     assert attributes["db.response.status_code"] == "42501"
     assert attributes["error.type"] == "42501"
+    assert span.status.status_code is StatusCode.ERROR
 
 
 def test_statement_joins_the_application_trace(traced: tuple[str, InMemorySpanExporter]) -> None:
@@ -97,3 +97,4 @@ def test_statement_joins_the_application_trace(traced: tuple[str, InMemorySpanEx
     span = spans_named(exporter, "SELECT items", count=2)[-1]
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+    assert span.parent.is_remote

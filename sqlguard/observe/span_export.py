@@ -1,0 +1,336 @@
+"""Finished spans leave the proxy's process: batched on a thread, exported by a child process.
+
+Measured on pgbench -S (benchmarks/cost_breakdown.py): with the SDK's BatchSpanProcessor
+and OTLP exporter in the sidecar's process, every statement span cost about 90 µs of SDK
+bookkeeping on the event loop plus about 150 µs of protobuf encoding on the exporter thread,
+which holds the GIL the event loop needs, so tracing every statement more than halved
+throughput. Here a finished span is one tuple of plain values appended to a deque (under a
+microsecond); a thread takes batches off it and hands them to a ``Deliver`` callable. In
+production that writes the batch, marshalled, to the stdin of ``python -m
+sqlguard.observe.span_export``, which turns it back into SDK ``ReadableSpan`` objects and
+runs the exporter ``OTEL_TRACES_EXPORTER`` names (OTLP, console), with the SDK's own
+configuration from the environment (endpoint, headers, resource, timeouts) — so encoding and
+network waits run on another CPU. Tests and embedders deliver in-process to any
+``SpanExporter``.
+
+Nothing here may slow a statement: when the queue is full (the exporter is down or slower
+than the traffic), new spans are dropped and counted, as the SDK's batch processor does. A
+child that dies is restarted, at most once per ``RESTART_INTERVAL``; batches meanwhile are
+dropped and counted. At shutdown the queue is flushed and the child gets until
+``SHUTDOWN_TIMEOUT`` to export what it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import marshal
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+log = logging.getLogger("sqlguard.tracing")
+
+# (name, kind, trace_id, span_id, parent_id or 0, parent_is_remote, parent_sampled,
+#  start_ns, end_ns, attributes, failed): only values marshal can carry.
+FinishedSpan = tuple[str, int, int, int, int, bool, bool, int, int, dict[str, Any], bool]
+Deliver = Callable[[list[FinishedSpan]], None]
+
+EXPORTERS = ("none", "console", "otlp")
+OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+RESTART_INTERVAL = 10.0
+SHUTDOWN_TIMEOUT = 10.0
+_LENGTH = 4
+_SCOPE = InstrumentationScope("sqlguard")
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_OK, _ERROR = Status(StatusCode.UNSET), Status(StatusCode.ERROR)
+
+
+class ExporterUnavailable(Exception):
+    """A batch could not be handed over (the reason was logged once, where it arose)."""
+
+
+def _env_number(name: str, default: float) -> float:
+    """An OTEL_BSP_* setting; a malformed one is reported and replaced by the default."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        log.error("%s=%r is not a positive number; using %s", name, raw, default)
+        return default
+    return value
+
+
+class SpanShipper:
+    """Finished spans, batched off the event loop. The batching settings are the SDK's batch
+    processor's (``OTEL_BSP_SCHEDULE_DELAY`` ms, ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``,
+    ``OTEL_BSP_MAX_QUEUE_SIZE``) unless given."""
+
+    def __init__(
+        self,
+        deliver: Deliver,
+        *,
+        delay: float | None = None,
+        batch_size: int | None = None,
+        queue_size: int | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._deliver = deliver
+        self._on_close = on_close
+        self._delay = delay or _env_number("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+        self._batch_size = batch_size or int(_env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
+        self._queue_size = queue_size or int(_env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048))
+        self._queue: deque[FinishedSpan] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="sqlguard-spans", daemon=True)
+        self._thread.start()
+
+    def add(self, span: FinishedSpan) -> None:
+        """On the event loop: one append, and a wake-up only when a batch is full."""
+        queue = self._queue
+        if len(queue) >= self._queue_size:
+            self.dropped += 1
+            return
+        queue.append(span)
+        if len(queue) == self._batch_size:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Flush what is queued and stop (blocks: call it off the event loop)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._delay)
+            self._wake.clear()
+            self._ship()
+        self._ship()
+        if self._on_close is not None:
+            self._on_close()
+
+    def _ship(self) -> None:
+        queue = self._queue
+        while queue:
+            batch = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+            try:
+                self._deliver(batch)
+            except ExporterUnavailable:
+                self.dropped += len(batch)
+            except Exception:
+                self.dropped += len(batch)
+                log.exception("exporting %d spans failed; they are dropped", len(batch))
+
+
+class ExporterProcess:
+    """The child that exports: a ``Deliver`` writing length-prefixed marshalled batches to
+    its stdin. Started on the first batch, restarted if it died."""
+
+    def __init__(self, log_level: str = "WARNING", log_format: str = "json") -> None:
+        self._command = [
+            sys.executable,
+            "-m",
+            __name__,
+            "--log-level",
+            log_level,
+            "--log-format",
+            log_format,
+        ]
+        self._child: subprocess.Popen[bytes] | None = None
+        self._started = -RESTART_INTERVAL
+
+    def __call__(self, batch: list[FinishedSpan]) -> None:
+        pipe = self._pipe()
+        if pipe is None:
+            raise ExporterUnavailable()
+        frame = marshal.dumps(batch)
+        try:
+            pipe.write(len(frame).to_bytes(_LENGTH, "big") + frame)
+            pipe.flush()
+        except OSError as error:
+            self._child_died(error)
+            raise ExporterUnavailable() from error
+
+    def close(self) -> None:
+        """End of input: the child exports what it holds and exits."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        with contextlib.suppress(OSError):
+            assert child.stdin is not None
+            child.stdin.close()
+        try:
+            child.wait(SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.error("the span exporter process did not finish in %s s; killed", SHUTDOWN_TIMEOUT)
+            child.kill()
+            child.wait()
+
+    def _pipe(self) -> IO[bytes] | None:
+        child = self._child
+        if child is not None and child.poll() is None:
+            return child.stdin
+        if child is not None:
+            self._child_died(None)
+        now = time.monotonic()
+        if now - self._started < RESTART_INTERVAL:
+            return None
+        self._started = now
+        self._child = subprocess.Popen(self._command, stdin=subprocess.PIPE)
+        return self._child.stdin
+
+    def _child_died(self, error: OSError | None) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        with contextlib.suppress(OSError):
+            assert child.stdin is not None
+            child.stdin.close()
+        code = child.poll()
+        log.error(
+            "the span exporter process ended (exit status %s%s); spans are dropped until it is "
+            "restarted (within %d s)",
+            code,
+            f", {error}" if error else "",
+            RESTART_INTERVAL,
+        )
+
+
+def in_process(exporter: SpanExporter) -> Deliver:
+    """Deliver to ``exporter`` on the shipper's thread (tests, embedding)."""
+    resource = Resource.create()
+
+    def deliver(batch: list[FinishedSpan]) -> None:
+        exporter.export(readable_spans(batch, resource))
+
+    return deliver
+
+
+def readable_spans(batch: Sequence[FinishedSpan], resource: Resource) -> list[ReadableSpan]:
+    """The SDK's span objects for finished span tuples: what every SDK exporter takes."""
+    spans = []
+    for (
+        name,
+        kind,
+        trace_id,
+        span_id,
+        parent_id,
+        parent_remote,
+        parent_sampled,
+        start,
+        end,
+        attributes,
+        failed,
+    ) in batch:
+        parent = None
+        if parent_id:
+            flags = _SAMPLED if parent_sampled else TraceFlags(TraceFlags.DEFAULT)
+            parent = SpanContext(trace_id, parent_id, parent_remote, flags)
+        spans.append(
+            ReadableSpan(
+                name=name,
+                context=SpanContext(trace_id, span_id, False, _SAMPLED),
+                parent=parent,
+                resource=resource,
+                attributes=attributes,
+                kind=SpanKind(kind),
+                status=_ERROR if failed else _OK,
+                start_time=start,
+                end_time=end,
+                instrumentation_scope=_SCOPE,
+            )
+        )
+    return spans
+
+
+def exporter_choice() -> str | None:
+    """What ``OTEL_TRACES_EXPORTER`` asks for, if it can be done: "console", "otlp" or None
+    (tracing off: the default, so a sidecar never slows down or hangs on exit because no
+    collector is reachable)."""
+    choice = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    if choice in ("", "none"):
+        return None
+    if choice not in EXPORTERS:
+        log.error(
+            "unknown OTEL_TRACES_EXPORTER %r (use none, console or otlp); tracing is off", choice
+        )
+        return None
+    if choice == "otlp" and not _otlp_installed():
+        log.error("OTEL_TRACES_EXPORTER=otlp needs: pip install 'sqlguard[otlp]'; tracing is off")
+        return None
+    return choice
+
+
+def _otlp_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(OTLP_MODULE) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _exporter(choice: str) -> SpanExporter:
+    if choice == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _read_batches(stream: IO[bytes]) -> Any:
+    """Batches from the parent until it closes the pipe."""
+    while True:
+        header = stream.read(_LENGTH)
+        if len(header) < _LENGTH:
+            return
+        frame = stream.read(int.from_bytes(header, "big"))
+        yield marshal.loads(frame)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The exporter process: batches from stdin to the exporter, until stdin closes. It
+    ignores SIGINT/SIGTERM (a Ctrl-C reaches the whole process group): it ends when the
+    sidecar closes the pipe, after exporting what it has, even if the sidecar was killed."""
+    from sqlguard.observe.logs import configure_logging
+
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
+    parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--log-format", default="json")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    choice = exporter_choice()
+    exporter = _exporter(choice) if choice else None
+    resource = Resource.create()
+    for batch in _read_batches(sys.stdin.buffer):
+        if exporter is not None:
+            exporter.export(readable_spans(batch, resource))
+    if exporter is not None:
+        exporter.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
