@@ -20,6 +20,7 @@ Metric names (Prometheus conventions: counters end in ``_total``, durations in `
 ``sqlguard_audit_queue_depth``             gauge     audit records waiting to be written
 ``sqlguard_audit_write_errors_total``      counter   audit records that failed to be written
 ``sqlguard_alert_failures_total``          counter   alerts the webhook never received
+``sqlguard_spans_dropped_total``           counter   finished spans never handed to the exporter
 =========================================  ========  =============================================
 
 Label cardinality is bounded, because every distinct label value is a series Prometheus keeps
@@ -105,6 +106,7 @@ class SidecarMetrics:
         caches: CacheStats | None = None,
         audit_queue_depth: Callable[[], int] | None = None,
         audit_write_errors: Callable[[], int] | None = None,
+        spans_dropped: Callable[[], int] | None = None,
         max_users: int = 200,
         max_rules: int = 1000,
     ) -> None:
@@ -115,7 +117,9 @@ class SidecarMetrics:
         self._statement_counters: dict[tuple[object, str], Any] = {}
         self._define_traffic()
         self._define_rules(rules_version)
-        self.registry.register(_LiveCollector(caches, audit_queue_depth, audit_write_errors))
+        self.registry.register(
+            _LiveCollector(caches, audit_queue_depth, audit_write_errors, spans_dropped)
+        )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -221,10 +225,12 @@ class _LiveCollector(Collector):
         caches: CacheStats | None,
         queue_depth: Callable[[], int] | None,
         write_errors: Callable[[], int] | None,
+        spans_dropped: Callable[[], int] | None,
     ) -> None:
         self._caches = caches
         self._queue_depth = queue_depth
         self._write_errors = write_errors
+        self._spans_dropped = spans_dropped
 
     def collect(self) -> Iterable[Metric]:
         yield from self._cache_families()
@@ -237,6 +243,13 @@ class _LiveCollector(Collector):
         if errors is not None:
             yield CounterMetricFamily(
                 "sqlguard_audit_write_errors", "Audit records that failed to be written.", errors
+            )
+        dropped = _read(self._spans_dropped)
+        if dropped is not None:
+            yield CounterMetricFamily(
+                "sqlguard_spans_dropped",
+                "Finished spans dropped: the exporter fell behind or was down.",
+                dropped,
             )
 
     def _cache_families(self) -> Iterable[Metric]:

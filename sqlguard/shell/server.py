@@ -56,11 +56,16 @@ class Sidecar:
         self.firewall = firewall or Firewall(load_rules(settings.rules_dir), gate=gate)
         self.audit = AuditLog.from_settings(settings.audit) if settings.audit else None
         self.auditor = Auditor(self.audit, self.firewall.rules_version) if self.audit else None
+        upstream = settings.upstream
+        self.tracer = tracer or StatementTracer.from_environment(
+            upstream.host, upstream.port, settings.log_level, settings.log_format
+        )
         self.metrics = SidecarMetrics(
             rules_version=self.firewall.rules_version(),
             caches=self.firewall.cache_stats,
             audit_queue_depth=(lambda: self.audit.queue_depth) if self.audit else None,
             audit_write_errors=(lambda: self.audit.write_errors) if self.audit else None,
+            spans_dropped=(lambda: self.tracer.shipper.dropped) if self.tracer else None,
         )
         self.alerter = (
             Alerter(settings.alerts, on_failure=self.metrics.alert_failed)
@@ -72,10 +77,6 @@ class Sidecar:
         if self.firewall.gate is not None:
             self.firewall.gate.on_outcome = self._on_approval
         self._admin: AdminServer | None = None
-        upstream = settings.upstream
-        self.tracer = tracer or StatementTracer.from_environment(
-            upstream.host, upstream.port, settings.log_level, settings.log_format
-        )
         self.identities = IdentityDirectory(settings.identities) if settings.identities else None
         self.tls_context = server_context(settings.tls) if settings.tls else None
         self.tls_offer = TlsOffer.NONE

@@ -105,18 +105,20 @@ def test_rule_labels_are_capped() -> None:
 
 def test_live_sources_are_read_at_scrape_time() -> None:
     caches = {"facts": (3, 1), "decisions": (0, 4)}
-    audit = {"depth": 7, "errors": 0}
+    audit = {"depth": 7, "errors": 0, "spans": 0}
     metrics = SidecarMetrics(
         caches=lambda: caches,
         audit_queue_depth=lambda: audit["depth"],
         audit_write_errors=lambda: audit["errors"],
+        spans_dropped=lambda: audit["spans"],
     )
     caches["facts"] = (5, 1)
-    audit["errors"] = 2
+    audit["errors"], audit["spans"] = 2, 9
     assert value(metrics, "sqlguard_cache_hits_total", cache="facts") == 5
     assert value(metrics, "sqlguard_cache_misses_total", cache="decisions") == 4
     assert value(metrics, "sqlguard_audit_queue_depth") == 7
     assert value(metrics, "sqlguard_audit_write_errors_total") == 2
+    assert value(metrics, "sqlguard_spans_dropped_total") == 9
 
 
 def test_a_broken_source_leaves_the_rest_of_the_scrape_intact() -> None:
