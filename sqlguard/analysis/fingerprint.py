@@ -18,6 +18,7 @@ The scanner assumes ``standard_conforming_strings = on``, which the sidecar enfo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import string
 from collections.abc import Iterable
@@ -64,8 +65,10 @@ def digest_of(tokens: Iterable[str]) -> str:
     return hashlib.sha256(_SCHEME + data).hexdigest()[:FINGERPRINT_LENGTH]
 
 
+@functools.lru_cache(maxsize=4096)
 def normal_word(word: str) -> str:
-    """An unquoted word as the fingerprint spells it: keywords upper case, names folded."""
+    """An unquoted word as the fingerprint spells it: keywords upper case, names folded.
+    Cached: the same few keywords and names come back in every statement."""
     folded = word.translate(_FOLD) if not word.isascii() else word.lower()
     return word.upper() if folded in _KEYWORD_WORDS else folded
 

@@ -71,7 +71,7 @@ def mentions_approval_setting(text: str) -> bool:
     return _MENTION.search(text) is not None
 
 
-def _token_of(statement: ast.Node) -> str | None:
+def _token_of(statement: ast.Node | None) -> str | None:
     """SET LOCAL would outlive "the next statement" (it lasts to the end of the transaction),
     so only a session-level SET with exactly one string constant counts."""
     if not isinstance(statement, ast.VariableSetStmt) or statement.is_local:

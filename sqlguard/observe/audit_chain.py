@@ -18,7 +18,6 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
@@ -43,27 +42,10 @@ def canonical(record: Mapping[str, Any]) -> str:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _with_mac(text: str, keys: list[str], mac: str) -> str:
-    """Insert ``"mac":"<hex>"`` into canonical JSON at its sorted place.
-
-    ``"name":`` with both quotes unescaped can only be a key: inside a JSON string every
-    quote is escaped. So the first key sorting after "mac" is found by that spelling.
-
-    >>> _with_mac('{"a":1,"z":2}', ["a", "z"], "00")
-    '{"a":1,"mac":"00","z":2}'
-    """
-    field = f'"mac":"{mac}"'
-    following = next((key for key in keys if key > "mac"), None)
-    if following is None:
-        return f"{text[:-1]},{field}}}" if len(text) > 2 else f"{{{field}}}"
-    at = text.index(json.dumps(following, ensure_ascii=False) + ":")
-    return f"{text[:at]}{field},{text[at:]}"
-
-
 def mac_of(key: bytes, record: Mapping[str, Any]) -> str:
     """HMAC-SHA256 (hex) over the canonical JSON of ``record`` minus its ``mac`` field."""
     body = {name: value for name, value in record.items() if name != "mac"}
-    return hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, canonical(body).encode(), "sha256").hex()
 
 
 class AuditChain:
@@ -77,17 +59,17 @@ class AuditChain:
     def seal(self, record: Mapping[str, Any]) -> str:
         """Chain ``record`` after the last one; return its JSON line (no newline).
 
-        The line is ``canonical(record + seq, prev, mac)``. It is built from the one
-        serialisation the MAC is computed over, with ``"mac":"..."`` put where sorting puts
-        it, instead of serialising the record a second time (this runs for every statement).
+        The line is ``canonical(record + seq, prev, mac)``; serialising twice with orjson
+        costs less than splicing the mac into the first serialisation (measured), and this
+        runs for every statement.
         """
         if "mac" in record:
             raise ValueError("a record to seal must not have a mac yet")
         body = {**record, "seq": self.next_seq, "prev": self.last_mac}
-        text = canonical(body)
-        mac = hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
+        mac = hmac.digest(self.key, orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "sha256").hex()
         self.last_mac, self.next_seq = mac, self.next_seq + 1
-        return _with_mac(text, sorted(body), mac)
+        body["mac"] = mac
+        return canonical(body)
 
     def copy(self) -> AuditChain:
         """A chain to seal a batch with, adopted only once the batch is on disk."""

@@ -159,7 +159,8 @@ class AuditLog:
         return self._healthy and len(self._queue) < self._queue_size
 
     def submit(self, record: dict[str, Any]) -> bool:
-        """Queue ``record`` (``ts`` added if missing) without waiting for the disk.
+        """Queue ``record`` (``ts`` added to it if missing) without waiting for the disk; the
+        log keeps it, so the caller must not change it afterwards.
 
         False means it was not queued (closed, or the hard cap reached): counted and logged.
         Raises ValueError for a record that sets the chain's own fields. A record JSON cannot
@@ -168,7 +169,8 @@ class AuditLog:
         """
         if CHAIN_FIELDS & record.keys():
             raise ValueError(f"audit records must not set {sorted(CHAIN_FIELDS)}")
-        record = record if "ts" in record else {"ts": utc_now(), **record}
+        if "ts" not in record:
+            record["ts"] = utc_now()
         with self._cond:
             if self._closing or len(self._queue) >= 2 * self._queue_size:
                 self.dropped += 1

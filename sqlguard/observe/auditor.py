@@ -38,6 +38,9 @@ class StatementResult:
     seconds: float
 
 
+_STATEMENT = str(RecordType.statement)
+
+
 class Auditor:
     """Turns what happened into records for the tamper-evident log."""
 
@@ -87,21 +90,21 @@ class Auditor:
         decision: Decision,
         result: StatementResult,
     ) -> None:
-        """One statement that ran or was refused, with how it ended."""
-        self._submit(
-            RecordType.statement,
-            **identity_fields(identity),
-            **decision_fields(decision, self._rules_version()),
-            text=described.text,
-            summary=described.summary,
-            fingerprint=described.fingerprint,
-            kinds=list(described.kinds),
-            tables=list(described.tables),
-            sqlstate=result.sqlstate or None,
-            rows=result.rows,
-            duration_ms=round(result.seconds * 1000, 3),
-            conn=result.connection,
-        )
+        """One statement that ran or was refused, with how it ended. Built as one dict
+        (every statement passes here: no keyword-argument merging)."""
+        record = identity_fields(identity)
+        record.update(decision_fields(decision, self._rules_version()))
+        record["type"] = _STATEMENT
+        record["text"] = described.text
+        record["summary"] = described.summary
+        record["fingerprint"] = described.fingerprint
+        record["kinds"] = list(described.kinds)
+        record["tables"] = list(described.tables)
+        record["sqlstate"] = result.sqlstate or None
+        record["rows"] = result.rows
+        record["duration_ms"] = round(result.seconds * 1000, 3)
+        record["conn"] = result.connection
+        self.log.submit(record)
 
     def rules_reloaded(self, ok: bool, version: str) -> None:
         self._submit(RecordType.rules_reload, ok=ok, rules_version=version)

@@ -225,6 +225,7 @@ def session_refusal(
     57P01, like ``pg_terminate_backend``: drivers and pools know it as "this connection was
     terminated"; a reconnect then gets the login refusal with its 28000 reason.
     """
+    refusal: PgError | None
     if person is None:
         refusal = PgError(
             "FATAL",

@@ -36,7 +36,8 @@ def decode_request(body: bytes) -> tuple[int, bytes]:
 
 def sasl_mechanisms(data: bytes) -> list[str]:
     """The mechanism names of an AuthenticationSASL request (a list ended by an empty name)."""
-    names, pos = [], 0
+    names: list[str] = []
+    pos = 0
     while True:
         name, pos = cstring(data, pos)
         if not name:
