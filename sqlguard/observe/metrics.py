@@ -36,13 +36,21 @@ collector reads them through callables at scrape time instead of copying them on
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
+from itertools import accumulate
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from sqlguard.policy.model import Decision
 
@@ -124,8 +132,10 @@ class SidecarMetrics:
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
 
-    def _histogram(self, name: str, documentation: str) -> Histogram:
-        return Histogram(name, documentation, buckets=LATENCY_BUCKETS, registry=self.registry)
+    def _histogram(self, name: str, documentation: str) -> LoopHistogram:
+        histogram = LoopHistogram(name, documentation, LATENCY_BUCKETS)
+        self.registry.register(histogram)
+        return histogram
 
     def _define_traffic(self) -> None:
         self._statements = self._counter(
@@ -215,6 +225,43 @@ class SidecarMetrics:
     def render(self) -> bytes:
         """The text exposition format (media type ``CONTENT_TYPE``)."""
         return generate_latest(self.registry)
+
+
+class LoopHistogram(Collector):
+    """A histogram observed only from the event loop's thread: a bisect and two additions
+    instead of prometheus-client's per-bucket loop and locks (two observations per
+    statement, measured at about 4 µs each). A scrape from another thread copies the counts
+    in one step under the GIL, so its buckets are always cumulative (the sum may be one
+    observation apart).
+
+    >>> histogram = LoopHistogram("t_seconds", "Test.", (0.1, 1.0))
+    >>> for value in (0.05, 0.1, 0.5, 7.0):
+    ...     histogram.observe(value)
+    >>> [(s.labels.get("le"), s.value) for s in next(iter(histogram.collect())).samples]
+    [('0.1', 2), ('1.0', 3), ('+Inf', 4), (None, 4), (None, 7.65)]
+    """
+
+    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...]) -> None:
+        self._name, self._documentation = name, documentation
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last: above every bound
+        self._sum = 0.0
+        self._labels = [floatToGoString(bound) for bound in bounds] + ["+Inf"]
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def collect(self) -> Iterable[Metric]:
+        counts, total = list(self._counts), self._sum
+        cumulative = list(accumulate(counts))
+        family = HistogramMetricFamily(
+            self._name,
+            self._documentation,
+            buckets=list(zip(self._labels, cumulative, strict=True)),
+            sum_value=total,
+        )
+        yield family
 
 
 class _LiveCollector(Collector):
