@@ -184,26 +184,22 @@ class Session:
     def _drain(self) -> list[Command]:
         """Handle queued client messages in order, stopping at one that awaits the ledger."""
         out: list[bytes] = []
+        queue = self._queue
         try:
-            while self._queue and self._awaiting is None and self.phase is not Phase.CLOSED:
-                item = self._queue.popleft()
-                out.append(item if isinstance(item, bytes) else self._client_message(item))
+            while queue and self._awaiting is None and self.phase is not Phase.CLOSED:
+                item = queue.popleft()
+                out.append(item if type(item) is bytes else self._client_message(item))
         except m.MalformedMessage as exc:
             return self._violation(str(exc))
-        commands: list[Command] = [
-            *self._take_events(),
-            *([ToServer(b"".join(out))] if out else []),
-        ]
+        commands, self._events = self._events, []
+        if out:
+            commands.append(ToServer(b"".join(out)))
         if self._awaiting is not None and not self._awaiting.asked:
             self._awaiting.asked = True
             commands.append(ConsumeApproval(self._awaiting.approval))
         if self._terminating and not self._queue and self._awaiting is None:
             commands.append(self._close("client sent Terminate"))
         return commands
-
-    def _take_events(self) -> list[Command]:
-        events, self._events = self._events, []
-        return events
 
     def approval_consumed(self, refusal: Decision | None) -> list[Command]:
         """The ledger's answer for the waiting message: None lets it go upstream as sent."""
@@ -470,9 +466,7 @@ class Session:
         out: list[bytes] = []
         try:
             for item in self._server.feed(data):
-                out.append(
-                    item if isinstance(item, bytes) else self._server_message(item, commands)
-                )
+                out.append(item if type(item) is bytes else self._server_message(item, commands))
         except (FrameError, m.MalformedMessage) as exc:
             self.phase = Phase.CLOSED
             error = fatal(PROTOCOL_VIOLATION, f"sqlguard: invalid message from the upstream: {exc}")

@@ -18,6 +18,7 @@ MAX_STARTUP_PACKET = 10_000
 MAX_MESSAGE = (1 << 30) - 1
 
 _INT32 = struct.Struct("!I")
+_PASS, _INSPECT, _REFUSE = 0, 1, 2
 
 
 class FrameError(ValueError):
@@ -87,6 +88,15 @@ class FrameScanner:
         self._max_inspected = max_inspected
         self._suspect = min(max_inspected, MAX_MESSAGE)  # a length above this needs _check
         self._allowed = allowed_types
+        # What to do with each type byte, found with one index per message.
+        self._actions = bytes(
+            _INSPECT
+            if kind in inspect
+            else _PASS
+            if allowed_types is None or kind in allowed_types
+            else _REFUSE
+            for kind in range(256)
+        )
         self._buf = b""
         self._skip = 0
 
@@ -101,19 +111,22 @@ class FrameScanner:
         return not self._skip and not self._buf
 
     def feed(self, data: bytes) -> list[bytes | Frame]:
+        """Runs every message of every read: written for the fewest interpreter steps per
+        message (one table index to classify it, one range check for its length)."""
         out: list[bytes | Frame] = []
         buf = self._buf + data if self._buf else data
-        pos = self._pass_remainder(buf, out)
+        pos = self._pass_remainder(buf, out) if self._skip else 0
         run_start = pos
         size = len(buf)
-        inspect, allowed = self._inspect, self._allowed
+        actions, suspect, unpack = self._actions, self._suspect, _INT32.unpack_from
         while size - pos >= 5:
             kind = buf[pos]
-            (length,) = _INT32.unpack_from(buf, pos + 1)
-            if length < 4 or length > self._suspect or (allowed and kind not in allowed):
+            length = unpack(buf, pos + 1)[0]
+            action = actions[kind]
+            if action == _REFUSE or not 4 <= length <= suspect:
                 self._check(kind, length)  # the rare case: find out what is wrong
             end = pos + 1 + length
-            if kind in inspect:
+            if action:  # _INSPECT
                 if end > size:
                     break
                 if run_start < pos:
@@ -132,8 +145,6 @@ class FrameScanner:
 
     def _pass_remainder(self, buf: bytes, out: list[bytes | Frame]) -> int:
         """Forward the rest of a pass-through message that started in an earlier read."""
-        if not self._skip:
-            return 0
         take = min(self._skip, len(buf))
         self._skip -= take
         out.append(buf[:take])

@@ -22,17 +22,16 @@ class MalformedMessage(ValueError):
     """A message whose body does not match its type's layout (answer with 08P01)."""
 
 
-def cstring(data: bytes | memoryview, pos: int) -> tuple[bytes, int]:
+def cstring(data: bytes, pos: int) -> tuple[bytes, int]:
     """Read a NUL-terminated string at `pos`; return it and the position after the NUL.
 
     >>> cstring(b"ab\\0c\\0", 0)
     (b'ab', 3)
     """
-    raw = bytes(data) if isinstance(data, memoryview) else data
-    end = raw.find(b"\0", pos)
+    end = data.find(b"\0", pos)
     if end < 0:
         raise MalformedMessage("string field is not NUL-terminated")
-    return raw[pos:end], end + 1
+    return data[pos:end], end + 1
 
 
 @dataclass(frozen=True, slots=True)
