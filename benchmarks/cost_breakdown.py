@@ -1,16 +1,16 @@
 """What each sidecar feature costs per statement: the proxy's CPU time per pgbench transaction.
 
 tps and latency hold everything a statement waits for: a free core (pgbench, PostgreSQL and
-the proxy share them), PostgreSQL, pgbench itself. The CPU time the proxy process spends per
+the proxy share them), PostgreSQL, pgbench itself. The CPU time the proxy spends per
 transaction (utime + stime from /proc/PID/stat before and after a run, divided by the
-transactions pgbench processed; for the sidecar, its span exporter process's too, shown apart
-in the note since it runs beside the event loop, not on it) counts only the proxy's own work,
-so the targets' figures
-can be subtracted to price one feature at a time: the sidecar bare, with the audit log, with
-every statement traced and with 1% of traces sampled, next to pgbouncer in session mode.
-Each configuration is its own `sqlguard serve` process, so one's CPU time is never mixed
-with another's. It still moves with the speed of the cores themselves (a VM's host busy
-elsewhere), hence medians over rounds, as in the other sections.
+transactions pgbench processed; for the sidecar, its helper processes' too, the audit writer
+and the span exporter, shown apart in the note since they run beside the event loop, not on
+it) counts only the proxy's own work, so the targets' figures can be subtracted to price one
+feature at a time: the sidecar bare, with the audit log, with every statement traced and with
+1% of traces sampled, next to pgbouncer in session mode. Each configuration is its own
+`sqlguard serve` process, so one's CPU time is never mixed with another's. It still moves
+with the speed of the cores themselves (a VM's host busy elsewhere), hence medians over
+rounds, as in the other sections.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class CpuSample:
     cpu_us_per_statement: float
     latency_ms: float
     tps: float
-    exporter_us_per_statement: float = 0.0
+    helpers_us_per_statement: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -106,7 +106,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children_cpu_seconds(pid: int) -> float:
-    """utime + stime of the live child processes of `pid` (the sidecar's span exporter)."""
+    """utime + stime of the live child processes of `pid` (the sidecar's audit writer and
+    span exporter)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -129,8 +130,8 @@ def describe(production: ProductionSetup, seconds: int, rounds: int) -> list[str
     lines = [
         f"{SECTION}: pgbench -S -c {CLIENTS} -M {'/'.join(MODES)}, {seconds} s per run, "
         f"{rounds} round(s), the target order reversed every other round, medians; value: CPU "
-        "time (utime+stime from /proc/PID/stat) of the proxy process, and of the sidecar's span "
-        "exporter process, per transaction processed",
+        "time (utime+stime from /proc/PID/stat) of the proxy process, with the sidecar's helper "
+        "processes (audit writer, span exporter), per transaction processed",
         f"{SECTION} targets: pgbouncer (session mode), then a `sqlguard serve` each: bare "
         "(bundled rules, no audit, OTEL_TRACES_EXPORTER=none), + audit (the audit log above), "
         "+ audit + tracing (OTLP to its own local sink, default sampler: every statement a "
@@ -241,7 +242,7 @@ def breakdown_rows(samples: Sequence[CpuSample]) -> list[TableRow]:
         return {key: statistics.median(values) for key, values in groups.items()}
 
     latency = medians(lambda sample: sample.latency_ms * 1000)
-    exporter = medians(lambda sample: sample.exporter_us_per_statement)
+    helpers = medians(lambda sample: sample.helpers_us_per_statement)
 
     def over(row: TableRow, reference: str, values: dict[tuple[str, str], float]) -> float | None:
         base = None if reference == row.target else values.get((row.workload, reference))
@@ -257,8 +258,8 @@ def breakdown_rows(samples: Sequence[CpuSample]) -> list[TableRow]:
         step = over(row, base, cpu)
         if base != PGBOUNCER and step is not None:
             text += f"; {step:+.1f} CPU µs over {base}"
-        if exporter[key] >= 0.05:
-            text += f"; of its CPU µs, {exporter[key]:.1f} in the span exporter process"
+        if helpers[key] >= 0.05:
+            text += f"; of its CPU µs, {helpers[key]:.1f} in its helper processes"
         return text
 
     return [

@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,10 @@ class AuditLog:
         fsync: bool = True,
         retry: tuple[float, float] = (0.05, 2.0),
         group_commit: float = GROUP_COMMIT,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.path, self.policy = path, policy
+        self._on_progress = on_progress  # after every write attempt, on the writer thread
         self._max_bytes, self._queue_size = max_bytes, queue_size
         self._fsync, self._retry = fsync, retry
         self._group_commit = group_commit
@@ -221,7 +224,10 @@ class AuditLog:
     def _run(self) -> None:
         delay = self._retry[0]
         while batch := self._next_batch():
-            if self._write(batch):
+            written = self._write(batch)
+            if self._on_progress is not None:
+                self._on_progress()
+            if written:
                 delay = self._retry[0]
                 self._gather()
             elif not self._pause(delay):

@@ -22,12 +22,9 @@ dropped and counted. At shutdown the queue is flushed and the child gets until
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import marshal
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -42,6 +39,9 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from sqlguard.observe.helpers import helper_command, helper_setup
+from sqlguard.observe.pipes import read_frames, write_frame
+
 log = logging.getLogger("sqlguard.tracing")
 
 # (name, kind, trace_id, span_id, parent_id or 0, parent_is_remote, parent_sampled,
@@ -53,7 +53,6 @@ EXPORTERS = ("none", "console", "otlp")
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 RESTART_INTERVAL = 10.0
 SHUTDOWN_TIMEOUT = 10.0
-_LENGTH = 4
 _SCOPE = InstrumentationScope("sqlguard")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK, _ERROR = Status(StatusCode.UNSET), Status(StatusCode.ERROR)
@@ -147,15 +146,7 @@ class ExporterProcess:
     its stdin. Started on the first batch, restarted if it died."""
 
     def __init__(self, log_level: str = "WARNING", log_format: str = "json") -> None:
-        self._command = [
-            sys.executable,
-            "-m",
-            __name__,
-            "--log-level",
-            log_level,
-            "--log-format",
-            log_format,
-        ]
+        self._command = helper_command(__name__, log_level, log_format)
         self._child: subprocess.Popen[bytes] | None = None
         self._started = -RESTART_INTERVAL
 
@@ -163,10 +154,8 @@ class ExporterProcess:
         pipe = self._pipe()
         if pipe is None:
             raise ExporterUnavailable()
-        frame = marshal.dumps(batch)
         try:
-            pipe.write(len(frame).to_bytes(_LENGTH, "big") + frame)
-            pipe.flush()
+            write_frame(pipe, batch)
         except OSError as error:
             self._child_died(error)
             raise ExporterUnavailable() from error
@@ -298,33 +287,13 @@ def _exporter(choice: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
-def _read_batches(stream: IO[bytes]) -> Any:
-    """Batches from the parent until it closes the pipe."""
-    while True:
-        header = stream.read(_LENGTH)
-        if len(header) < _LENGTH:
-            return
-        frame = stream.read(int.from_bytes(header, "big"))
-        yield marshal.loads(frame)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The exporter process: batches from stdin to the exporter, until stdin closes. It
-    ignores SIGINT/SIGTERM (a Ctrl-C reaches the whole process group): it ends when the
-    sidecar closes the pipe, after exporting what it has, even if the sidecar was killed."""
-    from sqlguard.observe.logs import configure_logging
-
-    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
-    parser.add_argument("--log-level", default="WARNING")
-    parser.add_argument("--log-format", default="json")
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """The exporter process: batches from stdin to the exporter, until stdin closes."""
+    helper_setup(__name__, argv)
     choice = exporter_choice()
     exporter = _exporter(choice) if choice else None
     resource = Resource.create()
-    for batch in _read_batches(sys.stdin.buffer):
+    for batch in read_frames(sys.stdin.buffer):
         if exporter is not None:
             exporter.export(readable_spans(batch, resource))
     if exporter is not None:

@@ -22,7 +22,7 @@ from sqlguard.identities.directory import IdentityDirectory
 from sqlguard.identities.records import StoreFormatError
 from sqlguard.observe.admin import AdminServer
 from sqlguard.observe.alerts import Alerter
-from sqlguard.observe.audit_writer import AuditLog
+from sqlguard.observe.audit_process import AuditProcess
 from sqlguard.observe.auditor import Auditor
 from sqlguard.observe.metrics import SidecarMetrics
 from sqlguard.observe.tracing import StatementTracer
@@ -54,7 +54,11 @@ class Sidecar:
         self.settings = settings
         gate = ApprovalGate(settings.approvals) if settings.approvals else None
         self.firewall = firewall or Firewall(load_rules(settings.rules_dir), gate=gate)
-        self.audit = AuditLog.from_settings(settings.audit) if settings.audit else None
+        self.audit = (
+            AuditProcess.from_settings(settings.audit, settings.log_level, settings.log_format)
+            if settings.audit
+            else None
+        )
         self.auditor = Auditor(self.audit, self.firewall.rules_version) if self.audit else None
         upstream = settings.upstream
         self.tracer = tracer or StatementTracer.from_environment(
