@@ -249,7 +249,9 @@ class AuditProcess:
                 self._child, self._healthy = None, False
                 self._errors_before = self.write_errors
                 self.last_error = f"the audit writer process ended (exit status {code})"
-            log.error("audit log: %s; restarting it, statements are refused meanwhile", code)
+            log.error(
+                "audit log: %s; restarting it, refusing statements meanwhile", self.last_error
+            )
             self._restart()
 
     def _restart(self) -> None:

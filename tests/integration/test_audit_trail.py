@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -93,6 +95,47 @@ def test_full_disk_refuses_statements_then_recovers(
         _until_accepted(conn)
     assert verify(tmp_path, log).returncode == 0
     assert sum(r["type"] == "statement" for r in records(log)) >= 3
+
+
+def test_a_killed_audit_writer_is_replaced_and_the_trail_stays_whole(
+    tmp_path: Path, pg_db: Database
+) -> None:
+    """The writer process dies: statements are refused (53000) or run, never run unrecorded;
+    a new writer continues the chain, and every statement that ran is in it."""
+    log = tmp_path / "audit.log"
+    ran = 0
+    with (
+        audited_sidecar(tmp_path, pg_db, tmp_path) as sidecar,
+        psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn,
+    ):
+        conn.execute("SELECT 1")
+        writer = _helper(sidecar.pid, "audit_process")
+        os.kill(writer, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _helper(sidecar.pid, "audit_process") in (None, writer) or ran < 20:
+            assert time.monotonic() < deadline, sidecar.output()[-2000:]
+            try:
+                conn.execute("SELECT 2")
+                ran += 1
+            except psycopg.errors.InsufficientResources:
+                time.sleep(0.02)
+        assert "the audit writer process ended" in sidecar.output()
+    assert verify(tmp_path, log).returncode == 0
+    allowed = [r for r in records(log) if r["type"] == "statement" and r["decision"] == "allow"]
+    assert len(allowed) >= ran + 1
+
+
+def _helper(sidecar: int, module: str) -> int | None:
+    """The pid of the sidecar's helper process running ``module``, if one runs."""
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            command = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == sidecar and module.encode() in command:
+            return int(proc.name)
+    return None
 
 
 def _fill(path: Path) -> None:
