@@ -24,7 +24,9 @@ from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
 pytestmark = pytest.mark.integration
 
 
-def audited_sidecar(tmp_path: Path, db: Database, log_dir: Path) -> SidecarProcess:
+def audited_sidecar(
+    tmp_path: Path, db: Database, log_dir: Path, env: dict[str, str] | None = None
+) -> SidecarProcess:
     key = tmp_path / "audit.key"
     key.write_text(secrets.token_hex(32))
     key.chmod(0o600)
@@ -32,7 +34,8 @@ def audited_sidecar(tmp_path: Path, db: Database, log_dir: Path) -> SidecarProce
     config.write_text(
         f"audit:\n  path: {log_dir / 'audit.log'}\n  key_file: {key}\n  queue_size: 64\n"
     )
-    return SidecarProcess(passthrough_upstream(db), DEFAULT_RULES_DIR, "--config", str(config))
+    upstream = passthrough_upstream(db)
+    return SidecarProcess(upstream, DEFAULT_RULES_DIR, "--config", str(config), env=env)
 
 
 def records(log: Path) -> list[dict[str, object]]:
@@ -123,6 +126,43 @@ def test_a_killed_audit_writer_is_replaced_and_the_trail_stays_whole(
     assert verify(tmp_path, log).returncode == 0
     allowed = [r for r in records(log) if r["type"] == "statement" and r["decision"] == "allow"]
     assert len(allowed) >= ran + 1
+
+
+def test_helpers_finish_and_exit_when_the_sidecar_is_killed(
+    tmp_path: Path, pg_db: Database
+) -> None:
+    """SIGKILL leaves the helpers their input: the audit writer writes what it received,
+    the span exporter exports it, and both exit (no orphans)."""
+    log = tmp_path / "audit.log"
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    with audited_sidecar(tmp_path, pg_db, tmp_path, env) as sidecar:
+        with psycopg.connect(sidecar.dsn(dbname=pg_db.dbname), autocommit=True) as conn:
+            for _ in range(20):
+                conn.execute("SELECT 1")
+            deadline = time.monotonic() + 10
+            while _helper(sidecar.pid, "span_export") is None:
+                assert time.monotonic() < deadline, "no span exporter process"
+                time.sleep(0.05)
+            helpers = [_helper(sidecar.pid, name) for name in ("audit_process", "span_export")]
+            time.sleep(0.5)  # handed over to the helpers
+            os.kill(sidecar.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in helpers):
+            assert time.monotonic() < deadline, "a helper outlived the killed sidecar"
+            time.sleep(0.05)
+        output = sidecar.output()
+    assert verify(tmp_path, log).returncode == 0
+    assert sum(r["type"] == "statement" for r in records(log)) >= 20
+    assert '"name": "SELECT"' in output  # spans the exporter printed
+
+
+def _alive(pid: int | None) -> bool:
+    """Still running (a zombie waiting for its new parent to reap it has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _helper(sidecar: int, module: str) -> int | None:
