@@ -46,8 +46,9 @@ log = logging.getLogger("sqlguard.audit")
 
 START_TIMEOUT = 30.0
 """Seconds a child may take to open the log and continue its chain."""
-SEND_INTERVAL = 0.005
-"""Seconds the sender lets records gather after a send (one pipe write per batch)."""
+SEND_INTERVAL = 0.01
+"""Seconds the sender lets records gather after a send: one pipe write per batch, as the
+writer does one write and fsync per 10 ms (audit_writer.GROUP_COMMIT)."""
 
 
 class AuditProcess:
