@@ -188,7 +188,7 @@ class Session:
         try:
             while queue and self._awaiting is None and self.phase is not Phase.CLOSED:
                 item = queue.popleft()
-                out.append(item if type(item) is bytes else self._client_message(item))
+                out.append(item if isinstance(item, bytes) else self._client_message(item))
         except m.MalformedMessage as exc:
             return self._violation(str(exc))
         commands, self._events = self._events, []
@@ -466,7 +466,9 @@ class Session:
         out: list[bytes] = []
         try:
             for item in self._server.feed(data):
-                out.append(item if type(item) is bytes else self._server_message(item, commands))
+                out.append(
+                    item if isinstance(item, bytes) else self._server_message(item, commands)
+                )
         except (FrameError, m.MalformedMessage) as exc:
             self.phase = Phase.CLOSED
             error = fatal(PROTOCOL_VIOLATION, f"sqlguard: invalid message from the upstream: {exc}")
