@@ -122,12 +122,13 @@ def _atom(node: exp.Expr, negated: bool) -> tuple[exp.Expr, bool]:
     return node, negated
 
 
-def _flatten(node: exp.Expr) -> list[exp.Expr]:
+def _flatten(node: exp.Connector) -> list[exp.Expr]:
     """The operands of a chain of the same connector, parentheses removed."""
-    kind, parts, todo = type(node), [], [node]
+    kind, parts = type(node), []
+    todo: list[exp.Expr] = [node]
     while todo:
         current = todo.pop().unnest()
-        if type(current) is kind:
+        if type(current) is kind and isinstance(current, exp.Connector):
             todo.extend((current.right, current.left))
         else:
             parts.append(current)

@@ -11,14 +11,12 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
-_Key = TypeVar("_Key", Ed25519PrivateKey, Ed25519PublicKey)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,62}")
 
 
@@ -61,7 +59,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     except ValueError:
         problem = "is not a PEM private key (make one with sqlguard keygen)"
         raise KeyFileError(f"{path} {problem}") from None
-    return _ed25519(key, Ed25519PrivateKey, path)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise _not_ed25519(key, path)
+    return key
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -73,7 +73,9 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
         raise KeyFileError(
             f"{path} is not a PEM public key (use the .pub file sqlguard keygen wrote)"
         ) from None
-    return _ed25519(key, Ed25519PublicKey, path)
+    if not isinstance(key, Ed25519PublicKey):
+        raise _not_ed25519(key, path)
+    return key
 
 
 def public_pem(key: Ed25519PublicKey) -> bytes:
@@ -113,10 +115,8 @@ def _read(path: Path) -> bytes:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
 
 
-def _ed25519(key: object, kind: type[_Key], path: Path) -> _Key:
-    if not isinstance(key, kind):
-        raise KeyFileError(
-            f"{path} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 key "
-            "(make one with sqlguard keygen)"
-        )
-    return key
+def _not_ed25519(key: object, path: Path) -> KeyFileError:
+    return KeyFileError(
+        f"{path} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 key "
+        "(make one with sqlguard keygen)"
+    )

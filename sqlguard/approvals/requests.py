@@ -114,11 +114,11 @@ class RequestStore:
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM requests {where} ORDER BY last_at DESC, id LIMIT ?", (limit,)
         )
-        return [ApprovalRequest(*row) for row in rows]
+        return [ApprovalRequest(*row) for row in rows]  # type: ignore[arg-type]
 
     def get(self, request_id: str) -> ApprovalRequest | None:
         rows = self._rows(f"SELECT {_COLUMNS} FROM requests WHERE id = ?", (request_id,))
-        return ApprovalRequest(*rows[0]) if rows else None
+        return ApprovalRequest(*rows[0]) if rows else None  # type: ignore[arg-type]
 
     def mark_used(
         self, fingerprint: str, requester: str, approval: Approval, now: int | None = None
@@ -157,7 +157,7 @@ class RequestStore:
             " ORDER BY at DESC LIMIT ?",
             (requester, fingerprint, limit),
         )
-        return [Outcome(*row) for row in rows]
+        return [Outcome(*row) for row in rows]  # type: ignore[arg-type]
 
     def close(self) -> None:
         with self._lock:

@@ -32,7 +32,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -67,7 +67,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
         if key in seen:
             raise StoreFormatError(f"line {line}: duplicate key {key!r} (first on {seen[key]})")
         seen[key] = line
-    mapping = loader.construct_mapping(node, deep=True)
+    # Keys as YAML wrote them (validation reports a key that is not a string).
+    mapping = cast(dict[str, Any], loader.construct_mapping(node, deep=True))
     mapping["__lines__"] = {str(key): line for key, line in seen.items()}
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
@@ -75,7 +76,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
 
 _LineLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 

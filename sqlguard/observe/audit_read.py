@@ -69,7 +69,8 @@ def verify_files(key: bytes, paths: Iterable[Path], *, partial: bool = False) ->
     it to start later (older files archived elsewhere): then where it starts is a warning.
     """
     ordered = chain_order(paths)
-    prev, seq, warnings = GENESIS, 1, []
+    prev, seq = GENESIS, 1
+    warnings: list[Problem] = []
     if partial and ordered:
         prev, seq, warnings = _chain_start(ordered[0])
     total = 0

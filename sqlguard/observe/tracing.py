@@ -97,7 +97,10 @@ class StatementTracer:
         self.shipper = shipper
         self._sampler = sampler or TracerProvider(shutdown_on_exit=False).sampler
         self._ids = RandomIdGenerator()
-        self._server = {"server.address": server_address, "server.port": server_port}
+        self._server: dict[str, str | int] = {
+            "server.address": server_address,
+            "server.port": server_port,
+        }
 
     @classmethod
     def from_environment(
@@ -151,10 +154,7 @@ class StatementTracer:
             sampled = self._sampled(parent, trace_id, "statement", _CLIENT)
         elif connection is not None:
             parent, trace_id = connection.context, connection.trace_id
-            sampled = connection.children_sampled
-            if sampled is None:
-                sampled = self._sampled(parent, trace_id, "statement", _CLIENT)
-                connection.children_sampled = sampled
+            sampled = self._children_sampled(connection)
         else:
             trace_id = self._ids.generate_trace_id()
             sampled = self._sampled(None, trace_id, "statement", _CLIENT)
@@ -165,6 +165,13 @@ class StatementTracer:
         attributes = self._attributes(described, decision, identity, summary)
         span_id = self._ids.generate_span_id()
         return LiveSpan(summary, _CLIENT_KIND, trace_id, span_id, parent, True, attributes)
+
+    def _children_sampled(self, connection: LiveSpan) -> bool:
+        sampled = connection.children_sampled
+        if sampled is None:
+            sampled = self._sampled(connection.context, connection.trace_id, "statement", _CLIENT)
+            connection.children_sampled = sampled
+        return sampled
 
     def _sampled(
         self, parent: SpanContext | None, trace_id: int, name: str, kind: SpanKind

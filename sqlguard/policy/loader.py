@@ -30,7 +30,11 @@ from sqlguard.policy.yamlfile import Mapping, read_yaml
 __all__ = ["RuleError", "RuleSet", "RulesUnavailable", "load_rules", "parse_rule_files"]
 
 _SECTIONS: dict[str, type] = {"default_group": str, "groups": dict, "lists": dict, "rules": list}
-_TYPE_WORDS = {str: "group name", dict: "mapping (name: ...)", list: "list (- id: ...)"}
+_TYPE_WORDS: dict[type, str] = {
+    str: "group name",
+    dict: "mapping (name: ...)",
+    list: "list (- id: ...)",
+}
 
 
 def load_rules(directory: Path) -> RuleSet:
@@ -51,7 +55,7 @@ def load_rules(directory: Path) -> RuleSet:
     return parse_rule_files(files)
 
 
-def parse_rule_files(files: dict[str, str | bytes]) -> RuleSet:
+def parse_rule_files(files: dict[str, bytes] | dict[str, str]) -> RuleSet:
     """The RuleSet of rule-file texts by file name (read in name order).
 
     >>> parse_rule_files({"a.yaml": "rules: []"}).rules

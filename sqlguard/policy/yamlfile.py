@@ -14,7 +14,7 @@ import yaml
 from sqlguard.policy.errors import Problem
 
 
-class Mapping(dict):  # type: ignore[type-arg]
+class Mapping(dict):
     """A YAML mapping with the line of itself and of each of its keys (1-based)."""
 
     def __init__(self, *args: Any) -> None:

@@ -27,7 +27,8 @@ UPSTREAM_REJECTED = "08004"
 class Accounts(Protocol):
     """What a login needs from the identities directory."""
 
-    cleartext_allowed: bool
+    @property
+    def cleartext_allowed(self) -> bool: ...
 
     def find(self, name: str) -> Person | None: ...
 

@@ -64,12 +64,13 @@ class Sidecar:
         self.tracer = tracer or StatementTracer.from_environment(
             upstream.host, upstream.port, settings.log_level, settings.log_format
         )
+        audit, shipper = self.audit, self.tracer.shipper if self.tracer else None
         self.metrics = SidecarMetrics(
             rules_version=self.firewall.rules_version(),
             caches=self.firewall.cache_stats,
-            audit_queue_depth=(lambda: self.audit.queue_depth) if self.audit else None,
-            audit_write_errors=(lambda: self.audit.write_errors) if self.audit else None,
-            spans_dropped=(lambda: self.tracer.shipper.dropped) if self.tracer else None,
+            audit_queue_depth=(lambda: audit.queue_depth) if audit else None,
+            audit_write_errors=(lambda: audit.write_errors) if audit else None,
+            spans_dropped=(lambda: shipper.dropped) if shipper else None,
         )
         self.alerter = (
             Alerter(settings.alerts, on_failure=self.metrics.alert_failed)
@@ -178,6 +179,7 @@ class Sidecar:
     async def connect_upstream(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.Transport:
         loop = asyncio.get_running_loop()
         upstream = self.settings.upstream
+        connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]
         if upstream.socket_dir:
             path = f"{upstream.socket_dir}/.s.PGSQL.{upstream.port}"
             connecting = loop.create_unix_connection(factory, path)
