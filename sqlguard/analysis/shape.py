@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 
 _BLANK = r"[ \t\n\r\f\v]*+"
 # The alphabet, one alternative per token class. Lookarounds keep each token exactly one
@@ -51,7 +52,16 @@ _ALTERNATIVES = (
 )
 _VALID = re.compile(f"(?:{_BLANK}(?:{_ALTERNATIVES}))*+{_BLANK}")
 _TOKEN = re.compile(_ALTERNATIVES)
-_CONSTANT = re.compile(r"(?<![A-Za-z0-9_])[0-9]++(?:\.[0-9]++)?+|'(?:[^'\\]++|'')*+'")
+# The literal tokens alone, for texts in the alphabet, as `split` separators: a number never
+# follows a name character there (a name swallows its digits), so the look-behind only
+# skips digits inside names. Each alternative tests its first character before looking
+# behind, which makes the scan twice as fast.
+_LITERALS = re.compile(
+    r"('(?<![A-Za-z0-9_']')(?:[^'\\]++|'')*+'(?![A-Za-z0-9_'])"
+    r"|[0-9](?<![A-Za-z0-9_][0-9])[0-9]*+(?:\.[0-9]++)?+(?![A-Za-z0-9_.']))"
+)
+_MARKER = re.compile("(?:0|')\x00([0-9]+)")
+_CONSTANT = re.compile(r"[0-9](?<![A-Za-z0-9_][0-9])[0-9]*+(?:\.[0-9]++)?+|'(?:[^'\\]++|'')*+'")
 
 _STATEMENTS = frozenset({"select", "insert", "update", "delete"})
 _REFUSED_WORDS = frozenset({"or", "not"})
@@ -70,19 +80,100 @@ PLACEHOLDER = "?"
 
 def shape(text: str) -> str | None:
     """The text with value-only literals replaced by ``?``, or None when it has no shape."""
-    tokens = shape_tokens(text)
-    return None if tokens is None else " ".join(_replaced(tokens))
+    found = _shaped(text)
+    return None if found is None else found[0]
+
+
+def shape_tokens(text: str) -> tuple[str, ...] | None:
+    """The tokens of a text written in the shape alphabet (without a final ``;``), else None."""
+    found = _shaped(text)
+    return None if found is None else found[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    """What the texts of one literal family share: the same text around their literals, and
+    literals of the same kinds (number or string) in the same places.
+
+    Whether a text has a shape, and which of its literals the shape keeps, depend only on
+    the tokens around its literals and their kinds (never on a literal's value: `_replaced`
+    compares neighbours with words and operators, which no literal equals), so they are
+    worked out once per family. ``tokens`` are the shape tokens with a marker for each
+    literal, at the positions ``slots``; the shape is ``pieces`` joined with the literals
+    ``kept`` (by their order in the text) between them.
+    """
+
+    tokens: tuple[str, ...]
+    slots: tuple[int, ...]
+    pieces: tuple[str, ...]
+    kept: tuple[int, ...]
+
+
+_NO_SHAPE = _Family((), (), (), ())
+_FAMILIES: dict[str, _Family] = {}
+_MAX_FAMILIES = 4096
 
 
 @functools.lru_cache(maxsize=64)
-def shape_tokens(text: str) -> tuple[str, ...] | None:
-    """The tokens of a text written in the shape alphabet (without a final ``;``), else None.
+def _shaped(text: str) -> tuple[str, tuple[str, ...]] | None:
+    """(shape, shape tokens) of ``text``, or None. Cached for a few texts: the firewall and
+    the audit description ask for the same text one after the other.
 
-    Cached for a few texts: the firewall and the audit description ask for the same text
-    one after the other.
+    A new text of a known family costs two regular expression passes (in C) and a dict
+    lookup instead of tokenising and `_replaced` in Python. The alphabet check runs for
+    every text: it is what makes `_LITERALS` find exactly the literal tokens (in the
+    alphabet a quote only starts or is inside a string token, and a digit that does not
+    follow a name character starts a number token).
     """
     if not text.isascii() or _VALID.fullmatch(text) is None:
         return None
+    parts = _LITERALS.split(text)
+    literals = parts[1::2]
+    kinds = "".join(["'" if literal[0] == "'" else "0" for literal in literals])
+    key = "\x00".join([kinds, *parts[0::2]])
+    family = _FAMILIES.get(key)
+    if family is None:
+        family = _family(text, literals)
+        if len(_FAMILIES) >= _MAX_FAMILIES:
+            _FAMILIES.clear()
+        _FAMILIES[key] = family
+    if family is _NO_SHAPE or len(family.slots) != len(literals):
+        return None
+    tokens = list(family.tokens)
+    for slot, literal in zip(family.slots, literals, strict=True):
+        tokens[slot] = literal
+    pieces = family.pieces
+    if not family.kept:
+        return pieces[0], tuple(tokens)
+    parts = [pieces[0]]
+    for kept, piece in zip(family.kept, pieces[1:], strict=True):
+        parts += (literals[kept], piece)
+    return "".join(parts), tuple(tokens)
+
+
+def _family(text: str, literals: list[str]) -> _Family:
+    """The family of ``text`` (a text in the alphabet), from its tokens."""
+    tokens = _tokens(text)
+    if tokens is None:
+        return _NO_SHAPE
+    slots = [index for index, token in enumerate(tokens) if _is_literal(token)]
+    if [tokens[index] for index in slots] != literals:
+        return _NO_SHAPE  # cannot happen in the alphabet; if it did, no shape is safe
+    marked = list(tokens)
+    for number, index in enumerate(slots):
+        kind = "'" if tokens[index][0] == "'" else "0"  # what `_replaced` looks at
+        marked[index] = f"{kind}\x00{number}"
+    split = _MARKER.split(" ".join(_replaced(tuple(marked))))
+    return _Family(
+        tuple(marked),
+        tuple(slots),
+        tuple(split[0::2]),
+        tuple(int(number) for number in split[1::2]),
+    )
+
+
+def _tokens(text: str) -> list[str] | None:
+    """The shape tokens of a text in the alphabet (without a final ``;``), else None."""
     tokens = _TOKEN.findall(text)
     if not tokens or tokens[0].lower() not in _STATEMENTS:
         return None
@@ -99,7 +190,7 @@ def shape_tokens(text: str) -> tuple[str, ...] | None:
             word = token.lower()
             if word in _REFUSED_WORDS or word.startswith("pg_"):
                 return None  # OR/NOT, or a catalog object (UPDATE pg_settings reads values)
-    return tuple(tokens)
+    return tokens
 
 
 def constants_replaced(text: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sqlguard.analysis import shape as shape_module
 from sqlguard.analysis.describe import _logged_forms
 from sqlguard.analysis.fingerprint import fingerprint
 from sqlguard.analysis.parse import analyze
@@ -220,3 +221,51 @@ def test_logged_forms_from_shape_tokens_match_postgresqls_lexer(
     if shape_tokens(text) is None:
         return
     assert _logged_forms(text) == (sanitized_text(text), fingerprint(text))
+
+
+def _reference(text: str) -> tuple[str, tuple[str, ...]] | None:
+    """Shape and tokens computed from this text's own tokens, with no family cache."""
+    if not text.isascii() or shape_module._VALID.fullmatch(text) is None:
+        return None
+    tokens = shape_module._tokens(text)
+    if tokens is None:
+        return None
+    return " ".join(shape_module._replaced(tuple(tokens))), tuple(tokens)
+
+
+_NUMBERS = st.from_regex(r"[0-9]{1,6}(\.[0-9]{1,3})?", fullmatch=True)
+_STRINGS = st.from_regex(r"'([a-z0-9 %;=().-]|'')*'", fullmatch=True)
+_LITERAL_PIECES = st.one_of(
+    st.sampled_from(_WORDS),
+    st.tuples(st.just("number"), _NUMBERS, _NUMBERS),
+    st.tuples(st.just("string"), _STRINGS, _STRINGS),
+    st.sampled_from(["=", "<>", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/", "(", ")", ","]),
+    st.just("."),
+)  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.sampled_from(["SELECT", "insert", "Update", "DELETE", "select 1", "WITH"]),
+    st.lists(st.tuples(st.sampled_from([" ", "  ", "\n", "\t", ""]), _LITERAL_PIECES), max_size=14),
+    st.sampled_from(["", ";", " ;", "; ", "\n", "; SELECT 1"]),
+)
+def test_texts_of_one_family_get_the_shape_their_own_tokens_give(
+    head: str, body: list[tuple[str, str | tuple[str, str, str]]], end: str
+) -> None:
+    """The shape cache per literal family (same text around literals of the same kinds)
+    gives exactly what tokenising each text would: two texts that differ only in their
+    literals' values are judged in turn, the second one through the first one's family."""
+    first = second = head
+    for blank, piece in body:
+        if isinstance(piece, tuple):
+            first += blank + piece[1]
+            second += blank + piece[2]
+        else:
+            first += blank + piece
+            second += blank + piece
+    first, second = first + end, second + end
+    for text in (first, second, first):
+        expected = _reference(text)
+        assert shape(text) == (expected[0] if expected else None), text
+        assert shape_tokens(text) == (expected[1] if expected else None), text

@@ -76,15 +76,16 @@ def test_shipper_batches_and_flushes_at_close() -> None:
 
 
 def test_a_full_queue_drops_and_counts_instead_of_waiting() -> None:
-    release = threading.Event()
+    delivering, release = threading.Event(), threading.Event()
 
     def stuck(batch: list[FinishedSpan]) -> None:
+        delivering.set()
         release.wait(10)
 
     shipper = SpanShipper(stuck, delay=0.01, batch_size=2, queue_size=4)
     for _ in range(2):
         shipper.add(finished())
-    time.sleep(0.1)  # the thread took that batch and is stuck delivering it
+    assert delivering.wait(10)  # the thread took that batch and is stuck delivering it
     for _ in range(10):
         shipper.add(finished())
     assert shipper.dropped == 6
