@@ -18,6 +18,7 @@ from sqlguard.approvals.cli import COMMANDS as APPROVAL_COMMANDS
 from sqlguard.config import ConfigError, load_settings
 from sqlguard.identities.cli import COMMANDS as IDENTITY_COMMANDS
 from sqlguard.observe.audit_cli import COMMANDS as AUDIT_COMMANDS
+from sqlguard.observe.audit_writer import AuditError
 from sqlguard.observe.logs import configure_logging
 from sqlguard.policy.engine import evaluate
 from sqlguard.policy.loader import RuleError, RuleSet, RulesUnavailable, load_rules
@@ -74,7 +75,7 @@ def serve(
         run(settings)
     except RuleError as exc:
         raise click.ClickException(f"rules not loaded: {exc}") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, AuditError) as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 

@@ -225,7 +225,7 @@ class AuditProcess:
             try:
                 assert child.stdin is not None
                 write_marshalled(child.stdin, _marshalled(batch))
-            except OSError:
+            except (OSError, ValueError):  # ValueError: close() closed the pipe
                 pass  # the reader sees the child end, and the batch goes to the next one
             time.sleep(SEND_INTERVAL)
         if child is not None and child.stdin is not None:

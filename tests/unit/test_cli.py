@@ -153,3 +153,26 @@ def test_explain_with_broken_rules_exits_2(tmp_path: Path) -> None:
 def test_serve_and_demo_are_still_there() -> None:
     result = run("--help")
     assert all(command in result.stdout for command in ("serve", "demo", "check", "explain"))
+
+
+def test_serve_says_why_the_audit_log_cannot_start(tmp_path: Path) -> None:
+    """An audit log that cannot be continued stops the start with a one-line reason."""
+    key = tmp_path / "audit.key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    log = tmp_path / "audit.log"
+    log.write_text('{"not": "an audit record"}\n')
+    config = tmp_path / "sqlguard.yaml"
+    config.write_text(f"audit: {{path: {log}, key_file: {key}}}\n")
+    result = run(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "postgresql://127.0.0.1:1/x",
+        "--config",
+        str(config),
+    )
+    assert result.exit_code == 1
+    assert "cannot start: cannot continue the audit log" in result.stderr
+    assert "Traceback" not in result.stderr
