@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
+import time
 from pathlib import Path
 
 BUSY_TIMEOUT = 10.0
@@ -28,17 +30,38 @@ def open_sqlite(path: Path, schema: str, *, durable: bool) -> sqlite3.Connection
     ``durable`` syncs every commit to disk (``synchronous=FULL``): a used token id lost in a
     power cut would make that token usable again until it expires.
     """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            _create_private(path)
+            return _connect(path, schema, durable)
+        except sqlite3.OperationalError as exc:
+            # Switching a new file to WAL while another process opens it too can answer
+            # "database is locked" at once, without SQLite's busy wait: wait here instead.
+            if not _busy(exc) or time.monotonic() > deadline:
+                raise StoreError(f"cannot open {path}: {exc}") from exc
+            time.sleep(0.02 + random.random() * 0.03)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from exc
+
+
+def _connect(path: Path, schema: str, durable: bool) -> sqlite3.Connection:
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
     try:
-        _create_private(path)
-        connection = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         connection.executescript(schema)
-    except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from exc
+    except BaseException:
+        connection.close()
+        raise
     return connection
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def _create_private(path: Path) -> None:
