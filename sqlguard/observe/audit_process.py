@@ -36,22 +36,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from sqlguard.observe.audit_chain import CHAIN_FIELDS
 from sqlguard.observe.audit_config import AuditSettings, Policy
-from sqlguard.observe.audit_writer import BATCH, AuditError, AuditLog, utc_now
-from sqlguard.observe.helpers import helper_command, helper_setup
+from sqlguard.observe.audit_writer import BATCH, AuditError, AuditLog, AuditQueue
+from sqlguard.observe.helpers import finish, helper_command, helper_setup
 from sqlguard.observe.pipes import read_frame, read_frames, write_frame, write_marshalled
 
 log = logging.getLogger("sqlguard.audit")
 
 START_TIMEOUT = 30.0
 """Seconds a child may take to open the log and continue its chain."""
+STOP_TIMEOUT = 10.0
+"""Seconds a writer told to finish may take to write what it holds."""
 SEND_INTERVAL = 0.01
 """Seconds the sender lets records gather after a send: one pipe write per batch, as the
 writer does one write and fsync per 10 ms (audit_writer.GROUP_COMMIT)."""
 
 
-class AuditProcess:
+class AuditProcess(AuditQueue):
     """The sidecar's audit log, written by a child process; ``start()`` before use."""
 
     def __init__(
@@ -63,7 +64,7 @@ class AuditProcess:
         restart_delay: float = 1.0,
     ) -> None:
         self.path, self.policy = settings.path, settings.policy
-        self._settings = settings
+        self._settings, self._queue_size = settings, settings.queue_size
         self._command = helper_command(__name__, log_level, log_format)
         self._restart_delay = restart_delay
         self._cond = threading.Condition()
@@ -109,38 +110,10 @@ class AuditProcess:
         """Records not yet reported on disk."""
         return len(self._pending) + len(self._sent)
 
-    @property
-    def healthy(self) -> bool:
-        return self._healthy
-
-    @property
-    def accepting(self) -> bool:
-        """May the proxy run new statements? (audit_writer's policies, over the queue here.)"""
-        if self._closing:
-            return False
-        if self.policy is Policy.fail_open:
-            return True
-        return self._healthy and self.queue_depth < self._settings.queue_size
-
-    def submit(self, record: dict[str, Any]) -> bool:
-        """Queue ``record`` (``ts`` added to it if missing); the log keeps it. False when it
-        was not queued (closing, or twice ``queue_size`` waiting): counted and logged."""
-        if CHAIN_FIELDS & record.keys():
-            raise ValueError(f"audit records must not set {sorted(CHAIN_FIELDS)}")
-        if "ts" not in record:
-            record["ts"] = utc_now()
-        with self._cond:
-            if self._closing or self.queue_depth >= 2 * self._settings.queue_size:
-                self.dropped += 1
-                refused = self.dropped
-            else:
-                self._pending.append(record)
-                if self._sender_idle:
-                    self._cond.notify_all()
-                return True
-        if refused == 1 or refused % 1000 == 0:
-            log.error("audit log: %d record(s) could not be queued: %s", refused, self.last_error)
-        return False
+    def _put(self, record: dict[str, Any]) -> None:
+        self._pending.append(record)
+        if self._sender_idle:
+            self._cond.notify_all()
 
     def close(self, timeout: float = 10.0) -> int:
         """Hand over what is queued and wait (at most ``timeout`` s) for it to be written;
@@ -155,7 +128,7 @@ class AuditProcess:
             child, self._child = self._child, None
             left = self.queue_depth
         if child is not None:
-            _stop(child)
+            finish(child, STOP_TIMEOUT)
         if left:
             log.error("audit log closed with %d record(s) unwritten: %s", left, self.last_error)
         return left
@@ -181,10 +154,10 @@ class AuditProcess:
             )
             status = _first_report(child.stdout)
         except (OSError, AuditError) as exc:
-            _stop(child)
+            finish(child, STOP_TIMEOUT)
             raise AuditError(f"the audit writer process did not start: {exc}") from exc
         if "fatal" in status:
-            _stop(child)
+            finish(child, STOP_TIMEOUT)
             raise AuditError(status["fatal"])
         return child, status
 
@@ -297,19 +270,6 @@ def _first_report(stdout: IO[bytes]) -> dict[str, Any]:
     if status is None:
         raise AuditError("it exited; see its error above")
     return dict(status)
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    """Wait for a child told to finish; one that does not is killed."""
-    for stream in (child.stdin, child.stdout):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
-    try:
-        child.wait(10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

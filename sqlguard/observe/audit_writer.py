@@ -79,7 +79,67 @@ def utc_now() -> str:
     return f"{text}.{int((now - second) * 1_000_000):06d}Z"
 
 
-class AuditLog:
+class AuditQueue:
+    """What the proxy sees of an audit log: records admitted into a bounded queue, and
+    statements admitted by the policy (see the module docstring). Subclasses own the queue:
+    ``queue_depth`` counts the records not yet on disk, ``_put`` adds one (called with
+    ``_cond`` held)."""
+
+    policy: Policy
+    last_error: str
+    dropped: int
+    _queue_size: int
+    _closing: bool
+    _healthy: bool
+    _cond: threading.Condition
+
+    @property
+    def queue_depth(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def healthy(self) -> bool:
+        """Did the last write succeed?"""
+        return self._healthy
+
+    @property
+    def accepting(self) -> bool:
+        """May the proxy run new statements? (See the module docstring for the policies.)"""
+        if self._closing:
+            return False
+        if self.policy is Policy.fail_open:
+            return True
+        return self._healthy and self.queue_depth < self._queue_size
+
+    def submit(self, record: dict[str, Any]) -> bool:
+        """Queue ``record`` (``ts`` added to it if missing) without waiting for the disk; the
+        log keeps it, so the caller must not change it afterwards.
+
+        False means it was not queued (closed, or the hard cap reached): counted and logged.
+        Raises ValueError for a record that sets the chain's own fields. A record JSON cannot
+        carry is found by the writer, which logs it and records that it could not (checking
+        here would serialise every record twice on the proxy's hot path).
+        """
+        if CHAIN_FIELDS & record.keys():
+            raise ValueError(f"audit records must not set {sorted(CHAIN_FIELDS)}")
+        if "ts" not in record:
+            record["ts"] = utc_now()
+        with self._cond:
+            if self._closing or self.queue_depth >= 2 * self._queue_size:
+                self.dropped += 1
+                refused = self.dropped
+            else:
+                self._put(record)
+                return True
+        if refused == 1 or refused % 1000 == 0:
+            log.error("audit log: %d record(s) could not be queued: %s", refused, self.last_error)
+        return False
+
+    def _put(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class AuditLog(AuditQueue):
     """The chained, rotated JSON-lines audit log of one sidecar. ``start()`` before use."""
 
     def __init__(
@@ -147,47 +207,12 @@ class AuditLog:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    @property
-    def healthy(self) -> bool:
-        """Did the last write succeed?"""
-        return self._healthy
-
-    @property
-    def accepting(self) -> bool:
-        """May the proxy run new statements? (See the module docstring for the policies.)"""
-        if self._closing:
-            return False
-        if self.policy is Policy.fail_open:
-            return True
-        return self._healthy and len(self._queue) < self._queue_size
-
-    def submit(self, record: dict[str, Any]) -> bool:
-        """Queue ``record`` (``ts`` added to it if missing) without waiting for the disk; the
-        log keeps it, so the caller must not change it afterwards.
-
-        False means it was not queued (closed, or the hard cap reached): counted and logged.
-        Raises ValueError for a record that sets the chain's own fields. A record JSON cannot
-        carry is found by the writer, which logs it and records that it could not (checking
-        here would serialise every record twice on the proxy's hot path).
-        """
-        if CHAIN_FIELDS & record.keys():
-            raise ValueError(f"audit records must not set {sorted(CHAIN_FIELDS)}")
-        if "ts" not in record:
-            record["ts"] = utc_now()
-        with self._cond:
-            if self._closing or len(self._queue) >= 2 * self._queue_size:
-                self.dropped += 1
-                refused = self.dropped
-            else:
-                self._queue.append(record)
-                # Waking the writer costs a futex call and a GIL hand-over: do it only when
-                # it waits for a first record or a batch is full (group commit, _gather).
-                if self._writer_idle or len(self._queue) >= BATCH:
-                    self._cond.notify()
-                return True
-        if refused == 1 or refused % 1000 == 0:
-            log.error("audit log: %d record(s) could not be queued: %s", refused, self.last_error)
-        return False
+    def _put(self, record: dict[str, Any]) -> None:
+        self._queue.append(record)
+        # Waking the writer costs a futex call and a GIL hand-over: do it only when it
+        # waits for a first record or a batch is full (group commit, _gather).
+        if self._writer_idle or len(self._queue) >= BATCH:
+            self._cond.notify()
 
     def close(self, timeout: float = 10.0) -> int:
         """Write what is queued (waiting at most ``timeout`` s); return how many were not."""

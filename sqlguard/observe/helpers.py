@@ -9,9 +9,14 @@ it ignores both and ends at end of input, even when the sidecar itself was kille
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
+
+log = logging.getLogger("sqlguard")
 
 
 def helper_command(module: str, log_level: str, log_format: str) -> list[str]:
@@ -30,3 +35,18 @@ def helper_setup(module: str, argv: Sequence[str] | None) -> None:
     configure_logging(args.log_level, args.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def finish(child: subprocess.Popen[bytes], timeout: float) -> None:
+    """Close the pipes to a helper (its end of input) and wait for it to exit; one that
+    does not within ``timeout`` seconds is killed, and the log says so."""
+    for stream in (child.stdin, child.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.error("helper process %s did not finish in %s s; killed", child.args, timeout)
+        child.kill()
+        child.wait()

@@ -22,7 +22,6 @@ dropped and counted. At shutdown the queue is flushed and the child gets until
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import subprocess
@@ -39,7 +38,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from sqlguard.observe.helpers import helper_command, helper_setup
+from sqlguard.observe.helpers import finish, helper_command, helper_setup
 from sqlguard.observe.pipes import read_frames, write_frame
 
 log = logging.getLogger("sqlguard.tracing")
@@ -163,17 +162,8 @@ class ExporterProcess:
     def close(self) -> None:
         """End of input: the child exports what it holds and exits."""
         child, self._child = self._child, None
-        if child is None:
-            return
-        with contextlib.suppress(OSError):
-            assert child.stdin is not None
-            child.stdin.close()
-        try:
-            child.wait(SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log.error("the span exporter process did not finish in %s s; killed", SHUTDOWN_TIMEOUT)
-            child.kill()
-            child.wait()
+        if child is not None:
+            finish(child, SHUTDOWN_TIMEOUT)
 
     def _pipe(self) -> IO[bytes] | None:
         child = self._child
@@ -192,10 +182,8 @@ class ExporterProcess:
         child, self._child = self._child, None
         if child is None:
             return
-        with contextlib.suppress(OSError):
-            assert child.stdin is not None
-            child.stdin.close()
-        code = child.poll()
+        finish(child, SHUTDOWN_TIMEOUT)  # it ended or stopped reading: reap it
+        code = child.returncode
         log.error(
             "the span exporter process ended (exit status %s%s); spans are dropped until it is "
             "restarted (within %d s)",
