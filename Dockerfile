@@ -6,8 +6,9 @@ RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nolog
 WORKDIR /opt/sqlguard
 COPY pyproject.toml README.md ./
 COPY sqlguard ./sqlguard
-# Compiled sqlglot where a wheel exists for this platform, pure Python otherwise.
-RUN pip install --no-cache-dir ".[fast]" || pip install --no-cache-dir .
+# Compiled sqlglot where a wheel exists for this platform, pure Python otherwise; the OTLP
+# exporter, so OTEL_TRACES_EXPORTER=otlp reaches a collector.
+RUN pip install --no-cache-dir ".[fast,otlp]" || pip install --no-cache-dir ".[otlp]"
 COPY rules /etc/sqlguard/rules
 
 USER sqlguard
