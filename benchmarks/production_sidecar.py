@@ -12,7 +12,6 @@ price each.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -30,23 +29,14 @@ import yaml
 from otlp_sink import OtlpSink
 from pgbench_compare import RULES_DIR, BenchmarkError
 
+from sqlguard.observe.span_export import otlp_installed
 from sqlguard.testing.sidecar import SidecarProcess
 
-EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http"
 AUDIT_FILE = "audit.jsonl"
 # When these are unset the SDK's default sampler (parentbased_always_on) keeps every span.
 SAMPLER_VARIABLES = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
 PROBLEM_LEVELS = ("warning", "error", "critical")
 NO_EXPORTER = "exporter not installed: pip install 'sqlguard[otlp]'"
-
-
-def exporter_installed() -> bool:
-    """Whether `sqlguard[otlp]` is installed: without it OTEL_TRACES_EXPORTER=otlp only logs an
-    error and leaves tracing off, so asking for it would misreport what ran."""
-    try:
-        return importlib.util.find_spec(EXPORTER_MODULE) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 @dataclass
@@ -90,7 +80,9 @@ class ProductionSetup:
 
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
-        self.tracing = exporter_installed()
+        # Without the exporter OTEL_TRACES_EXPORTER=otlp only logs an error and leaves
+        # tracing off: asking for it would misreport what ran.
+        self.tracing = otlp_installed()
         self.reports: list[SidecarReport] = []
         self._root: Path | None = None
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlguard.analysis.describe import Description
 from sqlguard.observe.audit_records import RecordType, decision_fields, identity_fields
-from sqlguard.observe.audit_writer import UNAVAILABLE_MESSAGE, UNAVAILABLE_SQLSTATE
+from sqlguard.observe.audit_writer import UNAVAILABLE_MESSAGE, UNAVAILABLE_SQLSTATE, AuditQueue
 from sqlguard.policy.model import Action, Decision, Identity
 
 AUDIT_UNAVAILABLE = Decision(
@@ -26,15 +26,6 @@ AUDIT_UNAVAILABLE = Decision(
     "Try again in a moment; if this persists, ask a DBA to check sqlguard's audit log disk.",
     UNAVAILABLE_SQLSTATE,
 )
-
-
-class AuditSink(Protocol):
-    """What the auditor needs of a log: an AuditLog, or the AuditProcess that runs one."""
-
-    @property
-    def accepting(self) -> bool: ...
-
-    def submit(self, record: dict[str, Any]) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +44,7 @@ _STATEMENT = str(RecordType.statement)
 class Auditor:
     """Turns what happened into records for the tamper-evident log."""
 
-    def __init__(self, log: AuditSink, rules_version: Callable[[], str]) -> None:
+    def __init__(self, log: AuditQueue, rules_version: Callable[[], str]) -> None:
         self.log = log
         self._rules_version = rules_version
 

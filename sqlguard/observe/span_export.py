@@ -22,6 +22,7 @@ dropped and counted. At shutdown the queue is flushed and the child gets until
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -252,15 +253,14 @@ def exporter_choice() -> str | None:
             "unknown OTEL_TRACES_EXPORTER %r (use none, console or otlp); tracing is off", choice
         )
         return None
-    if choice == "otlp" and not _otlp_installed():
+    if choice == "otlp" and not otlp_installed():
         log.error("OTEL_TRACES_EXPORTER=otlp needs: pip install 'sqlguard[otlp]'; tracing is off")
         return None
     return choice
 
 
-def _otlp_installed() -> bool:
-    import importlib.util
-
+def otlp_installed() -> bool:
+    """Is the OTLP exporter (`sqlguard[otlp]`) installed?"""
     try:
         return importlib.util.find_spec(OTLP_MODULE) is not None
     except ModuleNotFoundError:
