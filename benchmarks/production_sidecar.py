@@ -26,10 +26,10 @@ from types import TracebackType
 from typing import Self
 
 import yaml
-from otlp_sink import OtlpSink
 from pgbench_compare import RULES_DIR, BenchmarkError
 
 from sqlguard.observe.span_export import otlp_installed
+from sqlguard.testing.otlp_sink import OtlpSink
 from sqlguard.testing.sidecar import SidecarProcess
 
 AUDIT_FILE = "audit.jsonl"

@@ -7,10 +7,11 @@ which holds the GIL the event loop needs, so tracing every statement more than h
 throughput. Here a finished span is one tuple of plain values appended to a deque (under a
 microsecond); a thread takes batches off it and hands them to a ``Deliver`` callable. In
 production that writes the batch, marshalled, to the stdin of ``python -m
-sqlguard.observe.span_export``, which turns it back into SDK ``ReadableSpan`` objects and
-runs the exporter ``OTEL_TRACES_EXPORTER`` names (OTLP, console), with the SDK's own
-configuration from the environment (endpoint, headers, resource, timeouts) — so encoding and
-network waits run on another CPU. Tests and embedders deliver in-process to any
+sqlguard.observe.span_export``, which runs the exporter ``OTEL_TRACES_EXPORTER`` names with
+the SDK's own configuration from the environment (endpoint, headers, resource, timeouts):
+for OTLP it writes the protobuf request itself (``otlp_encode``) and hands it to the
+exporter's HTTP client; for the console it rebuilds SDK ``ReadableSpan`` objects. Encoding
+and network waits run on another CPU. Tests and embedders deliver in-process to any
 ``SpanExporter``.
 
 Nothing here may slow a statement: when the queue is full (the exporter is down or slower
@@ -40,6 +41,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from sqlguard.observe.helpers import finish, helper_command, helper_setup
+from sqlguard.observe.otlp_encode import SpanEncoder
 from sqlguard.observe.pipes import read_frames, write_frame
 
 log = logging.getLogger("sqlguard.tracing")
@@ -275,15 +277,37 @@ def _exporter(choice: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
+def _sender(exporter: SpanExporter) -> Deliver:
+    """How the exporter process hands a batch on. For OTLP, the request is encoded here
+    (``otlp_encode``: twelve times faster than the SDK's encoder, same bytes) and given to
+    the OTLP exporter's HTTP client, which still does the endpoint, headers, compression, TLS,
+    timeouts and retries as the OTEL_EXPORTER_OTLP_* settings say. That client is not public
+    API: an exporter version without it gets the SDK's span objects, as any other exporter."""
+    client = getattr(exporter, "_client", None)
+    if client is None or not callable(getattr(client, "export", None)):
+        if type(exporter).__name__ == "OTLPSpanExporter":
+            log.warning(
+                "this opentelemetry-exporter-otlp-proto-http has no HTTP client to hand "
+                "encoded spans to; the SDK encodes them (about 130 µs a span)"
+            )
+        return in_process(exporter)
+    encoder = SpanEncoder(Resource.create().attributes, _SCOPE.name)
+
+    def send(batch: list[FinishedSpan]) -> None:
+        client.export(encoder.request(batch))
+
+    return send
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The exporter process: batches from stdin to the exporter, until stdin closes."""
     helper_setup(__name__, argv)
     choice = exporter_choice()
     exporter = _exporter(choice) if choice else None
-    resource = Resource.create()
+    send = _sender(exporter) if exporter else None
     for batch in read_frames(sys.stdin.buffer):
-        if exporter is not None:
-            exporter.export(readable_spans(batch, resource))
+        if send is not None:
+            send(batch)
     if exporter is not None:
         exporter.shutdown()
     return 0

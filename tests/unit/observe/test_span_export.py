@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -23,6 +25,7 @@ from sqlguard.observe.span_export import (
     in_process,
     readable_spans,
 )
+from sqlguard.testing.otlp_sink import OtlpSink
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 
@@ -138,6 +141,53 @@ def test_the_exporter_process_exports_until_its_input_ends(
     printed = capfd.readouterr().out
     names = [json.loads(span)["name"] for span in _json_objects(printed)]
     assert names == ["first", "second", "third"]
+
+
+def test_the_exporter_process_sends_otlp_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over real HTTP to a stand-in collector: the request sqlguard encodes goes through the
+    OTLP exporter's client, which applies the OTEL_EXPORTER_OTLP_* settings."""
+    with OtlpSink(keep=True) as sink:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=dba")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "sidecar-test")
+        process = ExporterProcess()
+        process([finished("first", parent=5)])
+        process([finished("second"), finished("third", failed=True)])
+        process.close()
+        requests = [ExportTraceServiceRequest.FromString(body) for body in sink.bodies]
+        headers = sink.headers
+    assert [header["content-encoding"] for header in headers] == ["gzip", "gzip"]
+    assert all(header["x-team"] == "dba" for header in headers)
+    resources = [request.resource_spans[0] for request in requests]
+    service = {kv.key: kv.value.string_value for kv in resources[0].resource.attributes}
+    assert service["service.name"] == "sidecar-test"
+    spans = [span for rs in resources for span in rs.scope_spans[0].spans]
+    assert [span.name for span in spans] == ["first", "second", "third"]
+    assert spans[0].parent_span_id == (5).to_bytes(8, "big")
+    assert spans[2].status.code == Status.STATUS_CODE_ERROR
+    assert {kv.key: kv.value.int_value for kv in spans[1].attributes}[
+        "db.response.returned_rows"
+    ] == 3
+
+
+def test_otlp_batches_skip_the_sdks_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slow SDK encoder is not on the path (an exporter version without the client it
+    needs would log a warning and use it)."""
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+    def unused(spans: object) -> None:
+        raise AssertionError("the SDK's encoder ran")
+
+    monkeypatch.setattr(trace_exporter, "encode_spans", unused)
+    with OtlpSink(keep=True) as sink:
+        exporter = trace_exporter.OTLPSpanExporter(endpoint=f"{sink.endpoint}/v1/traces")
+        span_export._sender(exporter)([finished("direct")])
+        exporter.shutdown()
+        (body,) = sink.bodies
+    spans = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans
+    assert [span.name for span in spans] == ["direct"]
 
 
 def test_a_dead_exporter_process_is_reported_and_restarted(
