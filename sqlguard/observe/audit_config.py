@@ -7,6 +7,7 @@
       queue_size: 10000                   # records waiting for the disk before refusing
       policy: fail_closed                 # or fail_open
       fsync: true                         # each batch is on disk before it counts as written
+      commit_interval: 0.05               # seconds records gather before one write + fsync
 
 Relative paths are read from the config file's directory. The key is what makes the log
 tamper-evident, so a missing, empty or short key stops the sidecar from starting.
@@ -23,8 +24,12 @@ from typing import Any
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_COMMIT_INTERVAL = 0.05
+MAX_COMMIT_INTERVAL = 1.0
 MIN_KEY_BYTES = 16
-_KEYS = frozenset({"path", "key_file", "key_env", "max_bytes", "queue_size", "policy", "fsync"})
+_KEYS = frozenset(
+    {"path", "key_file", "key_env", "max_bytes", "queue_size", "policy", "fsync", "commit_interval"}
+)
 _SIZE = re.compile(r"(\d+)\s*([kmg]?)i?b?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -48,6 +53,12 @@ class AuditSettings:
     queue_size: int = DEFAULT_QUEUE_SIZE
     policy: Policy = Policy.fail_closed
     fsync: bool = True
+    commit_interval: float = DEFAULT_COMMIT_INTERVAL
+    """Seconds records gather before they are written and fsynced together: the longest a
+    record waits to be handed to the writer, and what is lost if the sidecar process itself
+    is killed. Each batch costs a pipe write, a write, an fsync and a report, so shorter
+    intervals cost CPU beside the proxy (pgbench -S -c 1: 54 µs of writer CPU per statement
+    at 0.01, 27 at 0.05)."""
 
 
 def audit_settings(raw: Any, base_dir: Path) -> AuditSettings:
@@ -66,6 +77,7 @@ def audit_settings(raw: Any, base_dir: Path) -> AuditSettings:
         queue_size=_positive(raw.get("queue_size", DEFAULT_QUEUE_SIZE), "audit.queue_size"),
         policy=_policy(raw.get("policy", Policy.fail_closed)),
         fsync=_boolean(raw.get("fsync", True), "audit.fsync"),
+        commit_interval=_commit_interval(raw.get("commit_interval", DEFAULT_COMMIT_INTERVAL)),
     )
 
 
@@ -142,3 +154,15 @@ def _boolean(value: Any, field_name: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{field_name}: {value!r} must be true or false")
     return value
+
+
+def _commit_interval(value: Any) -> float:
+    from sqlguard.config import ConfigError
+
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 < value <= MAX_COMMIT_INTERVAL:
+        raise ConfigError(
+            f"audit.commit_interval: give seconds above 0 and at most {MAX_COMMIT_INTERVAL:g}, "
+            "e.g. 0.05"
+        )
+    return float(value)

@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlguard.observe.audit_config import AuditSettings, Policy
-from sqlguard.observe.audit_writer import BATCH, AuditError, AuditLog, AuditQueue
+from sqlguard.observe.audit_writer import (
+    BATCH,
+    AuditError,
+    AuditLog,
+    AuditQueue,
+    Queued,
+    built,
+)
 from sqlguard.observe.helpers import finish, helper_command, helper_setup
 from sqlguard.observe.pipes import read_frame, read_frames, write_frame, write_marshalled
 
@@ -47,9 +54,6 @@ START_TIMEOUT = 30.0
 """Seconds a child may take to open the log and continue its chain."""
 STOP_TIMEOUT = 10.0
 """Seconds a writer told to finish may take to write what it holds."""
-SEND_INTERVAL = 0.01
-"""Seconds the sender lets records gather after a send: one pipe write per batch, as the
-writer does one write and fsync per 10 ms (audit_writer.GROUP_COMMIT)."""
 
 
 class AuditProcess(AuditQueue):
@@ -68,7 +72,7 @@ class AuditProcess(AuditQueue):
         self._command = helper_command(__name__, log_level, log_format)
         self._restart_delay = restart_delay
         self._cond = threading.Condition()
-        self._pending: deque[dict[str, Any]] = deque()  # submitted, not yet sent
+        self._pending: deque[Queued] = deque()  # submitted, not yet sent
         self._sent: deque[dict[str, Any]] = deque()  # sent to the child, not reported written
         self._child: subprocess.Popen[bytes] | None = None
         self._reported = 0  # records the current child has reported written
@@ -110,8 +114,8 @@ class AuditProcess(AuditQueue):
         """Records not yet reported on disk."""
         return len(self._pending) + len(self._sent)
 
-    def _put(self, record: dict[str, Any]) -> None:
-        self._pending.append(record)
+    def _put(self, item: Queued) -> None:
+        self._pending.append(item)
         if self._sender_idle:
             self._cond.notify_all()
 
@@ -150,6 +154,7 @@ class AuditProcess(AuditQueue):
                     "queue_size": settings.queue_size,
                     "policy": str(settings.policy),
                     "fsync": settings.fsync,
+                    "commit_interval": settings.commit_interval,
                 },
             )
             status = _first_report(child.stdout)
@@ -193,14 +198,15 @@ class AuditProcess(AuditQueue):
                 child = self._child
                 if child is None or (self._closing and not self._pending):
                     break
-                batch = [self._pending.popleft() for _ in range(min(len(self._pending), BATCH))]
+                count = min(len(self._pending), BATCH)
+                batch = [built(self._pending.popleft()) for _ in range(count)]
                 self._sent.extend(batch)
             try:
                 assert child.stdin is not None
                 write_marshalled(child.stdin, _marshalled(batch))
             except (OSError, ValueError):  # ValueError: close() closed the pipe
                 pass  # the reader sees the child end, and the batch goes to the next one
-            time.sleep(SEND_INTERVAL)
+            time.sleep(self._settings.commit_interval)  # records gather: one send per batch
         if child is not None and child.stdin is not None:
             with contextlib.suppress(OSError):
                 child.stdin.close()  # end of input: the child writes what it has and exits
@@ -302,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue_size=settings["queue_size"],
         policy=Policy(settings["policy"]),
         fsync=settings["fsync"],
+        group_commit=settings["commit_interval"],
         on_progress=report,
     )
     try:

@@ -90,21 +90,10 @@ class Auditor:
         decision: Decision,
         result: StatementResult,
     ) -> None:
-        """One statement that ran or was refused, with how it ended. Built as one dict
-        (every statement passes here: no keyword-argument merging)."""
-        record = identity_fields(identity)
-        record.update(decision_fields(decision, self._rules_version()))
-        record["type"] = _STATEMENT
-        record["text"] = described.text
-        record["summary"] = described.summary
-        record["fingerprint"] = described.fingerprint
-        record["kinds"] = list(described.kinds)
-        record["tables"] = list(described.tables)
-        record["sqlstate"] = result.sqlstate or None
-        record["rows"] = result.rows
-        record["duration_ms"] = round(result.seconds * 1000, 3)
-        record["conn"] = result.connection
-        self.log.submit(record)
+        """One statement that ran or was refused, with how it ended; its record is built
+        off the event loop (``submit_deferred``), with the rules version of now."""
+        version = self._rules_version()
+        self.log.submit_deferred(_statement_record, identity, described, decision, result, version)
 
     def rules_reloaded(self, ok: bool, version: str) -> None:
         self._submit(RecordType.rules_reload, ok=ok, rules_version=version)
@@ -115,3 +104,26 @@ class Auditor:
 
     def _submit(self, kind: RecordType, **fields: Any) -> None:
         self.log.submit({"type": str(kind), **fields})
+
+
+def _statement_record(
+    identity: Identity,
+    described: Description,
+    decision: Decision,
+    result: StatementResult,
+    rules_version: str,
+) -> dict[str, Any]:
+    """A statement's record, built as one dict (no keyword-argument merging)."""
+    record = identity_fields(identity)
+    record.update(decision_fields(decision, rules_version))
+    record["type"] = _STATEMENT
+    record["text"] = described.text
+    record["summary"] = described.summary
+    record["fingerprint"] = described.fingerprint
+    record["kinds"] = list(described.kinds)
+    record["tables"] = list(described.tables)
+    record["sqlstate"] = result.sqlstate or None
+    record["rows"] = result.rows
+    record["duration_ms"] = round(result.seconds * 1000, 3)
+    record["conn"] = result.connection
+    return record

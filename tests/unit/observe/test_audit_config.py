@@ -26,6 +26,8 @@ def test_a_valid_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert KEY.decode() not in repr(loaded)
     monkeypatch.setenv("AUDIT_KEY", KEY.decode())
     assert settings(tmp_path, key_env="AUDIT_KEY", queue_size=5).queue_size == 5
+    assert loaded.commit_interval == 0.05
+    assert settings(tmp_path, key_env="AUDIT_KEY", commit_interval=1).commit_interval == 1.0
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,10 @@ def test_a_valid_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ({"key_env": "K", "max_bytes": "lots"}, "audit.max_bytes"),
         ({"key_env": "K", "queue_size": 0}, "audit.queue_size"),
         ({"key_env": "K", "fsync": "yes"}, "audit.fsync"),
+        ({"key_env": "K", "commit_interval": 0}, "audit.commit_interval: give seconds above 0"),
+        ({"key_env": "K", "commit_interval": 2}, "audit.commit_interval"),
+        ({"key_env": "K", "commit_interval": "50ms"}, "audit.commit_interval"),
+        ({"key_env": "K", "commit_interval": True}, "audit.commit_interval"),
         ({"key_env": "K", "colour": "red"}, "unknown setting"),
         ({"key_env": "K", "path": ""}, "audit.path"),
     ],

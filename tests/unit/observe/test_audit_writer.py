@@ -40,6 +40,32 @@ def test_submit_adds_a_timestamp_and_rejects_what_it_cannot_write(tmp_path: Path
     assert verify_files(KEY, [tmp_path / "audit.log"]).ok
 
 
+def built_late(text: str, seen: list[str]) -> dict[str, object]:
+    seen.append(threading.current_thread().name)
+    return {"type": "statement", "text": text}
+
+
+def broken_recipe(text: str) -> dict[str, object]:
+    raise KeyError(text)
+
+
+def test_deferred_records_are_built_by_the_writer_stamped_when_queued(tmp_path: Path) -> None:
+    seen: list[str] = []
+    with AuditLog(tmp_path / "audit.log", KEY) as log:
+        before = time.time()
+        log.submit_deferred(built_late, "SELECT 1", seen)
+        log.submit_deferred(broken_recipe, "SELECT 2")  # a bug: recorded, the chain goes on
+        log.submit({"type": "login", "user": "ann"})
+        after = time.time()
+    late, broken, login = iter_records([tmp_path / "audit.log"])
+    assert late["text"] == "SELECT 1" and seen and threading.main_thread().name not in seen
+    stamped = audit_writer.utc_now(before)[:19], audit_writer.utc_now(after)[:19]
+    assert stamped[0] <= late["ts"][:19] <= stamped[1]
+    assert broken["type"] == "unwritable_record" and broken["of"] == "broken_recipe"
+    assert "KeyError" in broken["error"] and login["user"] == "ann"
+    assert verify_files(KEY, [tmp_path / "audit.log"]).ok
+
+
 def test_rotation_continues_the_chain_across_files(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditLog(path, KEY, max_bytes=700) as log:
