@@ -73,7 +73,7 @@ class AuditProcess(AuditQueue):
         self._restart_delay = restart_delay
         self._cond = threading.Condition()
         self._pending: deque[Queued] = deque()  # submitted, not yet sent
-        self._sent: deque[dict[str, Any]] = deque()  # sent to the child, not reported written
+        self._sent: deque[Queued] = deque()  # sent to the child, not reported written
         self._child: subprocess.Popen[bytes] | None = None
         self._reported = 0  # records the current child has reported written
         self._errors_before = 0  # write errors of earlier children
@@ -116,8 +116,9 @@ class AuditProcess(AuditQueue):
 
     def _put(self, item: Queued) -> None:
         self._pending.append(item)
-        if self._sender_idle:
-            self._cond.notify_all()
+        if self._sender_idle:  # set under the lock before it checks: no append is missed
+            with self._cond:
+                self._cond.notify_all()
 
     def close(self, timeout: float = 10.0) -> int:
         """Hand over what is queued and wait (at most ``timeout`` s) for it to be written;
@@ -199,11 +200,12 @@ class AuditProcess(AuditQueue):
                 if child is None or (self._closing and not self._pending):
                     break
                 count = min(len(self._pending), BATCH)
-                batch = [built(self._pending.popleft()) for _ in range(count)]
+                batch = [self._pending.popleft() for _ in range(count)]
                 self._sent.extend(batch)
             try:
                 assert child.stdin is not None
-                write_marshalled(child.stdin, _marshalled(batch))
+                # Built here, off the lock; a batch sent again is built again, the same.
+                write_marshalled(child.stdin, _marshalled([built(item) for item in batch]))
             except (OSError, ValueError):  # ValueError: close() closed the pipe
                 pass  # the reader sees the child end, and the batch goes to the next one
             time.sleep(self._settings.commit_interval)  # records gather: one send per batch

@@ -102,8 +102,8 @@ def built(item: Queued) -> dict[str, Any]:
 class AuditQueue:
     """What the proxy sees of an audit log: records admitted into a bounded queue, and
     statements admitted by the policy (see the module docstring). Subclasses own the queue:
-    ``queue_depth`` counts the records not yet on disk, ``_put`` adds one (called with
-    ``_cond`` held)."""
+    ``queue_depth`` counts the records not yet on disk, ``_put`` adds one (called without
+    ``_cond``: it takes it only to notify)."""
 
     policy: Policy
     last_error: str
@@ -158,13 +158,14 @@ class AuditQueue:
         return self._admit((build, args, time.time()))
 
     def _admit(self, item: Queued) -> bool:
-        with self._cond:
-            if self._closing or self.queue_depth >= 2 * self._queue_size:
-                self.dropped += 1
-                refused = self.dropped
-            else:
-                self._put(item)
-                return True
+        """Without the lock: every statement passes here, on the event loop. Appends to the
+        queue and takes from its other end are atomic; ``_put`` takes the lock only to wake
+        a consumer that waits for a first record."""
+        if not self._closing and self.queue_depth < 2 * self._queue_size:
+            self._put(item)
+            return True
+        self.dropped += 1
+        refused = self.dropped
         if refused == 1 or refused % 1000 == 0:
             log.error("audit log: %d record(s) could not be queued: %s", refused, self.last_error)
         return False
@@ -245,9 +246,11 @@ class AuditLog(AuditQueue):
     def _put(self, item: Queued) -> None:
         self._queue.append(item)
         # Waking the writer costs a futex call and a GIL hand-over: do it only when it
-        # waits for a first record or a batch is full (group commit, _gather).
+        # waits for a first record or a batch is full (group commit, _gather). It sets
+        # _writer_idle under the lock before it checks the queue, so no append is missed.
         if self._writer_idle or len(self._queue) >= BATCH:
-            self._cond.notify()
+            with self._cond:
+                self._cond.notify()
 
     def close(self, timeout: float = 10.0) -> int:
         """Write what is queued (waiting at most ``timeout`` s); return how many were not."""
@@ -307,7 +310,10 @@ class AuditLog(AuditQueue):
             self._writer_idle = True
             self._cond.wait_for(lambda: self._queue or self._closing or self._abandon)
             self._writer_idle = False
-            return [] if self._abandon else [built(item) for item in islice(self._queue, BATCH)]
+            # Copied in one C call: appends on the event loop would break a Python-level
+            # iteration over the deque.
+            items = [] if self._abandon else list(islice(self._queue, BATCH))
+        return [built(item) for item in items]
 
     def _gather(self) -> None:
         """Group commit: after a write, wait ``group_commit`` seconds for more records

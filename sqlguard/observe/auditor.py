@@ -16,6 +16,7 @@ from sqlguard.analysis.describe import Description
 from sqlguard.observe.audit_records import RecordType, decision_fields, identity_fields
 from sqlguard.observe.audit_writer import UNAVAILABLE_MESSAGE, UNAVAILABLE_SQLSTATE, AuditQueue
 from sqlguard.policy.model import Action, Decision, Identity
+from sqlguard.wire.messages import rows_in_tag
 
 AUDIT_UNAVAILABLE = Decision(
     Action.deny,
@@ -34,7 +35,7 @@ class StatementResult:
 
     connection: int
     sqlstate: str
-    rows: int | None
+    tag: str  # the CommandComplete tag (its row count is read off the event loop)
     seconds: float
 
 
@@ -123,7 +124,7 @@ def _statement_record(
     record["kinds"] = list(described.kinds)
     record["tables"] = list(described.tables)
     record["sqlstate"] = result.sqlstate or None
-    record["rows"] = result.rows
+    record["rows"] = rows_in_tag(result.tag)
     record["duration_ms"] = round(result.seconds * 1000, 3)
     record["conn"] = result.connection
     return record

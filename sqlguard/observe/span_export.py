@@ -50,6 +50,8 @@ log = logging.getLogger("sqlguard.tracing")
 #  start_ns, end_ns, attributes, failed): only values marshal can carry.
 FinishedSpan = tuple[str, int, int, int, int, bool, bool, int, int, dict[str, Any], bool]
 Deliver = Callable[[list[FinishedSpan]], None]
+# A span as queued: what makes its FinishedSpan, and with what (built on the shipper's thread).
+Recipe = tuple[Callable[..., FinishedSpan], tuple[Any, ...]]
 
 EXPORTERS = ("none", "console", "otlp")
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
@@ -98,20 +100,22 @@ class SpanShipper:
         self._delay = delay or _env_number("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self._batch_size = batch_size or int(_env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
         self._queue_size = queue_size or int(_env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048))
-        self._queue: deque[FinishedSpan] = deque()
+        self._queue: deque[Recipe] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="sqlguard-spans", daemon=True)
         self._thread.start()
 
-    def add(self, span: FinishedSpan) -> None:
-        """On the event loop: one append, and a wake-up only when a batch is full."""
+    def add(self, build: Callable[..., FinishedSpan], *args: Any) -> None:
+        """On the event loop: one append of the span's recipe, ``build(*args)``, made into a
+        FinishedSpan on the shipper's thread with the rest of its batch (``args`` must not
+        change afterwards); a wake-up only when a batch is full."""
         queue = self._queue
         if len(queue) >= self._queue_size:
             self.dropped += 1
             return
-        queue.append(span)
+        queue.append((build, args))
         if len(queue) == self._batch_size:
             self._wake.set()
 
@@ -133,14 +137,14 @@ class SpanShipper:
     def _ship(self) -> None:
         queue = self._queue
         while queue:
-            batch = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+            recipes = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
             try:
-                self._deliver(batch)
+                self._deliver([build(*args) for build, args in recipes])
             except ExporterUnavailable:
-                self.dropped += len(batch)
+                self.dropped += len(recipes)
             except Exception:
-                self.dropped += len(batch)
-                log.exception("exporting %d spans failed; they are dropped", len(batch))
+                self.dropped += len(recipes)
+                log.exception("exporting %d spans failed; they are dropped", len(recipes))
 
 
 class ExporterProcess:

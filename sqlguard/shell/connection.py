@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlguard.observe.auditor import StatementResult
-from sqlguard.observe.tracing import LiveSpan
+from sqlguard.observe.tracing import LiveSpan, StatementSpan
 from sqlguard.session.cancel import UpstreamKey
 from sqlguard.session.commands import (
     Admit,
@@ -34,7 +34,6 @@ from sqlguard.session.commands import (
 from sqlguard.session.machine import Phase, Session
 from sqlguard.tls.channel import TlsChannel, TlsError
 from sqlguard.wire.errors import PgError
-from sqlguard.wire.messages import rows_in_tag
 
 if TYPE_CHECKING:
     from sqlguard.gate import ApprovalGate
@@ -61,7 +60,7 @@ class ClientConnection(asyncio.Protocol):
         self._admitted: str | None = None  # the user counted against the connection limits
         self._login_timer: asyncio.TimerHandle | None = None
         self._span: LiveSpan | None = None  # the connection's span, parent of statement spans
-        self._running: dict[int, tuple[float, LiveSpan | None, StatementStarted]] = {}
+        self._running: dict[int, tuple[float, StatementSpan | None, StatementStarted]] = {}
 
     # ---- client socket events ---------------------------------------------------------
 
@@ -246,15 +245,19 @@ class ClientConnection(asyncio.Protocol):
             assert self._sidecar.tracer is not None
             self._sidecar.tracer.end(span, command.sqlstate, command.tag, command.ran)
         if command.ran and self._sidecar.auditor is not None:
-            self._audit_statement(statement, command, seconds)
+            self._audit_statement(statement, command, seconds, span)
 
     def _audit_statement(
-        self, statement: StatementStarted, finished: StatementFinished, seconds: float
+        self,
+        statement: StatementStarted,
+        finished: StatementFinished,
+        seconds: float,
+        span: StatementSpan | None,
     ) -> None:
         assert self._sidecar.auditor is not None and self.session is not None
         assert self.session.identity is not None
-        result = StatementResult(id(self), finished.sqlstate, rows_in_tag(finished.tag), seconds)
-        described = self._sidecar.firewall.describe(statement.text)
+        result = StatementResult(id(self), finished.sqlstate, finished.tag, seconds)
+        described = span.described if span else self._sidecar.firewall.describe(statement.text)
         self._sidecar.auditor.statement(
             self.session.identity, described, statement.decision, result
         )

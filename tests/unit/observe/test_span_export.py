@@ -69,7 +69,7 @@ def test_shipper_batches_and_flushes_at_close() -> None:
     batches: list[list[FinishedSpan]] = []
     shipper = SpanShipper(batches.append, delay=60, batch_size=3, queue_size=100)
     for _ in range(7):
-        shipper.add(finished())
+        shipper.add(finished)
     deadline = time.monotonic() + 10
     while len(batches) < 2 and time.monotonic() < deadline:  # two full batches wake it
         time.sleep(0.01)
@@ -87,10 +87,10 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting() -> None:
 
     shipper = SpanShipper(stuck, delay=0.01, batch_size=2, queue_size=4)
     for _ in range(2):
-        shipper.add(finished())
+        shipper.add(finished)
     assert delivering.wait(10)  # the thread took that batch and is stuck delivering it
     for _ in range(10):
-        shipper.add(finished())
+        shipper.add(finished)
     assert shipper.dropped == 6
     release.set()
     shipper.close()
@@ -107,7 +107,7 @@ def test_a_failing_delivery_loses_its_batch_only(caplog: pytest.LogCaptureFixtur
 
     shipper = SpanShipper(flaky, delay=60, batch_size=2, queue_size=100)
     for _ in range(4):
-        shipper.add(finished())
+        shipper.add(finished)
     shipper.close()
     assert delivered == [0, 2] and shipper.dropped == 2
     assert "exporting 2 spans failed" in caplog.text
@@ -116,7 +116,7 @@ def test_a_failing_delivery_loses_its_batch_only(caplog: pytest.LogCaptureFixtur
 def test_in_process_delivery_reaches_the_exporter() -> None:
     exporter = InMemorySpanExporter()
     shipper = SpanShipper(in_process(exporter), delay=60, on_close=exporter.shutdown)
-    shipper.add(finished())
+    shipper.add(finished)
     shipper.close()
     (span,) = exporter.get_finished_spans()
     assert span.name == "SELECT items"
