@@ -9,7 +9,6 @@ When the log cannot take more records, `refusal()` is the decision every new sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlguard.analysis.describe import Description
@@ -27,16 +26,6 @@ AUDIT_UNAVAILABLE = Decision(
     "Try again in a moment; if this persists, ask a DBA to check sqlguard's audit log disk.",
     UNAVAILABLE_SQLSTATE,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StatementResult:
-    """How a statement ended, as the shell saw it."""
-
-    connection: int
-    sqlstate: str
-    tag: str  # the CommandComplete tag (its row count is read off the event loop)
-    seconds: float
 
 
 _STATEMENT = str(RecordType.statement)
@@ -89,12 +78,13 @@ class Auditor:
         identity: Identity,
         described: Description,
         decision: Decision,
-        result: StatementResult,
+        ended: tuple[int, str, str, float],
     ) -> None:
-        """One statement that ran or was refused, with how it ended; its record is built
-        off the event loop (``submit_deferred``), with the rules version of now."""
+        """One statement that ran or was refused, and how it ended: (connection, SQLSTATE
+        or "", CommandComplete tag, seconds). Its record is built off the event loop
+        (``submit_deferred``), with the rules version of now."""
         version = self._rules_version()
-        self.log.submit_deferred(_statement_record, identity, described, decision, result, version)
+        self.log.submit_deferred(_statement_record, identity, described, decision, ended, version)
 
     def rules_reloaded(self, ok: bool, version: str) -> None:
         self._submit(RecordType.rules_reload, ok=ok, rules_version=version)
@@ -111,10 +101,11 @@ def _statement_record(
     identity: Identity,
     described: Description,
     decision: Decision,
-    result: StatementResult,
+    ended: tuple[int, str, str, float],
     rules_version: str,
 ) -> dict[str, Any]:
     """A statement's record, built as one dict (no keyword-argument merging)."""
+    connection, sqlstate, tag, seconds = ended
     record = identity_fields(identity)
     record.update(decision_fields(decision, rules_version))
     record["type"] = _STATEMENT
@@ -123,8 +114,8 @@ def _statement_record(
     record["fingerprint"] = described.fingerprint
     record["kinds"] = list(described.kinds)
     record["tables"] = list(described.tables)
-    record["sqlstate"] = result.sqlstate or None
-    record["rows"] = rows_in_tag(result.tag)
-    record["duration_ms"] = round(result.seconds * 1000, 3)
-    record["conn"] = result.connection
+    record["sqlstate"] = sqlstate or None
+    record["rows"] = rows_in_tag(tag)
+    record["duration_ms"] = round(seconds * 1000, 3)
+    record["conn"] = connection
     return record

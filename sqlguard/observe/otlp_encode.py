@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from sqlguard.observe.span_export import FinishedSpan
 
 _FIXED64 = struct.Struct("<Q").pack
+# start_time_unix_nano (field 7) and end_time_unix_nano (field 8), both fixed64.
+_TIMES = struct.Struct("<BQBQ").pack
 _DOUBLE = struct.Struct("<d").pack
 _ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 _INT64_MASK = (1 << 64) - 1
@@ -35,7 +37,7 @@ _RESOURCE_ATTRIBUTE = b"\x0a"
 _SCOPE_SPANS_SCOPE, _SCOPE_SPANS_SPAN = b"\x0a", b"\x12"
 _SCOPE_NAME = b"\x0a"
 _TRACE_ID, _SPAN_ID, _PARENT_SPAN_ID = b"\x0a\x10", b"\x12\x08", b"\x22\x08"
-_NAME, _KIND, _START, _END = b"\x2a", b"\x30", b"\x39", b"\x41"
+_NAME, _KIND, _START, _END = b"\x2a", b"\x30", 0x39, 0x41
 _SPAN_ATTRIBUTE = b"\x4a"
 _KEY, _VALUE = b"\x0a", b"\x12"
 # AnyValue's oneof: string 1, bool 2, int 3, double 4, array 5, bytes 7.
@@ -48,9 +50,12 @@ _STATUS_UNSET, _STATUS_ERROR = b"\x7a\x00", b"\x7a\x02\x18\x02"
 _FLAGS_LOCAL, _FLAGS_REMOTE = b"\x85\x01\x00\x01\x00\x00", b"\x85\x01\x00\x03\x00\x00"
 # SDK SpanKind values (INTERNAL 0 .. CONSUMER 4) are the protobuf's minus one.
 _KINDS = [_KIND + _ONE_BYTE[sdk_kind + 1] for sdk_kind in range(5)]
-# Attribute encodings kept for reuse; past this many distinct (key, text) pairs the cache
-# starts over, so a stream of distinct statement texts cannot grow it without bound.
+# Attribute (and name) encodings kept for reuse; past this many distinct (key, value) pairs
+# the cache starts over, so a stream of distinct statement texts cannot grow it without
+# bound. Only str and int values are kept: a bool or float equal to an int must not share
+# its entry (True == 1 == 1.0).
 CACHE_LIMIT = 4096
+_CACHED_TYPES = (str, int)
 
 
 def varint(value: int) -> bytes:
@@ -102,7 +107,8 @@ class SpanEncoder:
         )
         self._resource = _delimited(_RESOURCE_SPANS_RESOURCE, resource)
         self._scope = _delimited(_SCOPE_SPANS_SCOPE, _delimited(_SCOPE_NAME, scope_name.encode()))
-        self._attributes: dict[tuple[str, str], bytes] = {}
+        self._attributes: dict[tuple[str, str | int], bytes] = {}
+        self._names: dict[str, bytes] = {}
 
     def request(self, batch: Sequence[FinishedSpan]) -> bytes:
         """The ExportTraceServiceRequest body for `batch` (no spans: an empty request)."""
@@ -120,17 +126,15 @@ class SpanEncoder:
         parts = [_TRACE_ID, trace_id.to_bytes(16, "big"), _SPAN_ID, span_id.to_bytes(8, "big")]
         if parent_id:
             parts += (_PARENT_SPAN_ID, parent_id.to_bytes(8, "big"))
-        parts += (
-            _delimited(_NAME, name.encode()),
-            _KINDS[kind],
-            _START,
-            _FIXED64(start),
-            _END,
-            _FIXED64(end),
-        )
+        encoded_name = self._names.get(name)
+        if encoded_name is None:
+            if len(self._names) >= CACHE_LIMIT:
+                self._names.clear()
+            encoded_name = self._names[name] = _delimited(_NAME, name.encode())
+        parts += (encoded_name, _KINDS[kind], _TIMES(_START, start, _END, end))
         cache = self._attributes
         for key, value in attributes.items():
-            if type(value) is str:
+            if type(value) in _CACHED_TYPES:
                 encoded = cache.get((key, value))
                 if encoded is None:
                     if len(cache) >= CACHE_LIMIT:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlguard.observe.auditor import StatementResult
 from sqlguard.observe.tracing import LiveSpan, StatementSpan
 from sqlguard.session.cancel import UpstreamKey
 from sqlguard.session.commands import (
@@ -256,11 +255,9 @@ class ClientConnection(asyncio.Protocol):
     ) -> None:
         assert self._sidecar.auditor is not None and self.session is not None
         assert self.session.identity is not None
-        result = StatementResult(id(self), finished.sqlstate, finished.tag, seconds)
+        ended = (id(self), finished.sqlstate, finished.tag, seconds)
         described = span.described if span else self._sidecar.firewall.describe(statement.text)
-        self._sidecar.auditor.statement(
-            self.session.identity, described, statement.decision, result
-        )
+        self._sidecar.auditor.statement(self.session.identity, described, statement.decision, ended)
 
     def _login_result(self, result: LoginResult) -> None:
         assert self.session is not None and self.session.identity is not None

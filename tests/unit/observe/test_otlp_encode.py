@@ -77,10 +77,16 @@ def statement_span(number: int, text: str = "SELECT 1", failed: bool = False) ->
     )
 
 
+# One encoder across examples: what it caches from one batch must never change another.
+SHARED = SpanEncoder(RESOURCE.attributes, "sqlguard")
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(SPAN, max_size=5))
 def test_the_same_request_as_the_sdk_encoder(batch: list[FinishedSpan]) -> None:
-    assert our_request(batch) == sdk_request(batch)
+    expected = sdk_request(batch)
+    assert our_request(batch) == expected
+    assert our_request(batch, SHARED) == expected
 
 
 def test_statement_spans_encode_to_the_sdks_exact_bytes() -> None:
@@ -96,6 +102,8 @@ def test_the_attribute_cache_starts_over_when_full(monkeypatch: Any) -> None:
     assert our_request(batch, encoder) == sdk_request(batch)
     assert our_request(batch[:3], encoder) == sdk_request(batch[:3])
     assert len(encoder._attributes) <= 4
+    named = [(f"SELECT {n}", *statement_span(n)[1:]) for n in range(10)]
+    assert our_request(named, encoder) == sdk_request(named) and len(encoder._names) <= 4
 
 
 def test_varint() -> None:
