@@ -40,6 +40,18 @@ def test_records_reach_the_chain_on_disk(tmp_path: Path) -> None:
     assert all(record["ts"].endswith("Z") for record in iter_records([path]))
 
 
+def test_records_queued_while_batches_are_sent_are_all_written(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditProcess(
+        settings(path, fsync=False, commit_interval=0.001, queue_size=100_000)
+    ) as log:
+        for n in range(1, 20_001):
+            assert log.submit_deferred(statement, n) if n % 2 else log.submit(statement(n))
+        wait_until(lambda: log.records_written == 20_000, timeout=60)
+    assert texts(path) == [f"SELECT {n}" for n in range(1, 20_001)]
+    assert verify_files(KEY, [path]).records == 20_000
+
+
 def test_a_record_the_pipe_cannot_carry_is_recorded_as_such(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditProcess(settings(path)) as log:

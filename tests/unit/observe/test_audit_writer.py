@@ -66,6 +66,21 @@ def test_deferred_records_are_built_by_the_writer_stamped_when_queued(tmp_path: 
     assert verify_files(KEY, [tmp_path / "audit.log"]).ok
 
 
+def test_records_queued_while_the_writer_takes_a_batch_are_all_written(tmp_path: Path) -> None:
+    """Admission takes no lock: the writer copies its batch while the event loop appends,
+    with recipes built on the writer's thread in between."""
+    path = tmp_path / "audit.log"
+    with AuditLog(path, KEY, fsync=False, group_commit=0.001, queue_size=100_000) as log:
+        for n in range(1, 20_001):
+            if n % 2:
+                assert log.submit(statement(n))
+            else:
+                assert log.submit_deferred(statement, n)
+    assert log.records_written == 20_000
+    assert verify_files(KEY, [path]).records == 20_000
+    assert [r["text"] for r in iter_records([path])] == [f"SELECT {n}" for n in range(1, 20_001)]
+
+
 def test_rotation_continues_the_chain_across_files(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditLog(path, KEY, max_bytes=700) as log:
