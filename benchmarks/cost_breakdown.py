@@ -5,7 +5,8 @@ the proxy share them), PostgreSQL, pgbench itself. The CPU time the proxy spends
 transaction (utime + stime from /proc/PID/stat before and after a run, divided by the
 transactions pgbench processed; for the sidecar, its helper processes' too, the audit writer
 and the span exporter, shown apart in the note since they run beside the event loop, not on
-it) counts only the proxy's own work, so the targets' figures can be subtracted to price one
+it; so is the event loop thread's own share, the part no other core can take over) counts
+only the proxy's own work, so the targets' figures can be subtracted to price one
 feature at a time: the sidecar bare, with the audit log, with every statement traced and with
 1% of traces sampled, next to pgbouncer in session mode. Each configuration is its own
 `sqlguard serve` process, so one's CPU time is never mixed with another's. It still moves
@@ -93,13 +94,15 @@ class CpuSample:
     latency_ms: float
     tps: float
     helpers_us_per_statement: float = 0.0
+    loop_us_per_statement: float = 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all its threads: the audit writer's and the span
-    batcher's too)."""
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of the whole process (all its threads: the audit sender's and the span
+    shipper's too), or of one of its threads (the main thread's id is the process id)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        fields = _stat_fields(Path(f"/proc/{pid}/stat").read_text())
+        fields = _stat_fields(Path(path).read_text())
     except OSError as error:
         raise BenchmarkError(f"cannot read the CPU time of process {pid}: {error}") from error
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
@@ -197,10 +200,12 @@ def _measure(
         for round_ in range(1, rounds + 1):
             order = targets if round_ % 2 else list(reversed(targets))
             for metered in order:
-                before = cpu_seconds(metered.pid), children_cpu_seconds(metered.pid)
+                pid = metered.pid
+                before = cpu_seconds(pid), children_cpu_seconds(pid), cpu_seconds(pid, pid)
                 run = run_pgbench(pgbench, metered.target, mode, CLIENTS, seconds)
-                children = children_cpu_seconds(metered.pid) - before[1]
-                spent = cpu_seconds(metered.pid) - before[0] + children
+                children = children_cpu_seconds(pid) - before[1]
+                spent = cpu_seconds(pid) - before[0] + children
+                loop = cpu_seconds(pid, pid) - before[2]
                 per_statement = spent * 1e6 / run.transactions
                 name = metered.target.name
                 samples.append(
@@ -214,6 +219,7 @@ def _measure(
                         run.latency_ms,
                         run.tps,
                         children * 1e6 / run.transactions,
+                        loop * 1e6 / run.transactions,
                     )
                 )
                 progress(
@@ -243,6 +249,7 @@ def breakdown_rows(samples: Sequence[CpuSample]) -> list[TableRow]:
 
     latency = medians(lambda sample: sample.latency_ms * 1000)
     helpers = medians(lambda sample: sample.helpers_us_per_statement)
+    loop = medians(lambda sample: sample.loop_us_per_statement)
 
     def over(row: TableRow, reference: str, values: dict[tuple[str, str], float]) -> float | None:
         base = None if reference == row.target else values.get((row.workload, reference))
@@ -258,8 +265,10 @@ def breakdown_rows(samples: Sequence[CpuSample]) -> list[TableRow]:
         step = over(row, base, cpu)
         if base != PGBOUNCER and step is not None:
             text += f"; {step:+.1f} CPU µs over {base}"
+        if row.target != PGBOUNCER:
+            text += f"; of its CPU µs, {loop[key]:.1f} on its event loop thread"
         if helpers[key] >= 0.05:
-            text += f"; of its CPU µs, {helpers[key]:.1f} in its helper processes"
+            text += f", {helpers[key]:.1f} in its helper processes"
         return text
 
     return [
