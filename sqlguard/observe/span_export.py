@@ -4,8 +4,9 @@ Measured on pgbench -S (benchmarks/cost_breakdown.py): with the SDK's BatchSpanP
 and OTLP exporter in the sidecar's process, every statement span cost about 90 µs of SDK
 bookkeeping on the event loop plus about 150 µs of protobuf encoding on the exporter thread,
 which holds the GIL the event loop needs, so tracing every statement more than halved
-throughput. Here a finished span is one tuple of plain values appended to a deque (under a
-microsecond); a thread takes batches off it and hands them to a ``Deliver`` callable. In
+throughput. Here a finished span is queued as its recipe, a function and its arguments,
+appended to a deque (under a microsecond); a thread takes batches off it, makes them into
+tuples of plain values (``FinishedSpan``) and hands them to a ``Deliver`` callable. In
 production that writes the batch, marshalled, to the stdin of ``python -m
 sqlguard.observe.span_export``, which runs the exporter ``OTEL_TRACES_EXPORTER`` names with
 the SDK's own configuration from the environment (endpoint, headers, resource, timeouts):
