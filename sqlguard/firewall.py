@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from sqlguard.analysis.describe import Description, describe, redescribe
+from sqlguard.analysis.describe import Described, Description, PendingDescription, describe
 from sqlguard.analysis.facts import StatementFacts
 from sqlguard.analysis.parse import analyze_bytes
 from sqlguard.analysis.shape import shape
@@ -110,7 +110,7 @@ class Firewall:
         self._decisions = BoundedCache[tuple[bytes, Identity], Decision](cache_size)
         self._shape_decisions = BoundedCache[tuple[str, Identity], Decision](cache_size)
         self._shape_facts = BoundedCache[str, tuple[StatementFacts, ...]](cache_size)
-        self._descriptions = BoundedCache[bytes, Description](cache_size)
+        self._descriptions = BoundedCache[bytes, Described](cache_size)
         self._shape_descriptions = BoundedCache[str, Description](cache_size)
         self._last_shaped: tuple[bytes | None, str | None] = (None, None)
 
@@ -202,13 +202,14 @@ class Firewall:
             return analyze_bytes(text)
         return self._facts.get_or_make(text, self._analyze)
 
-    def describe(self, text: bytes) -> Description:
-        """How audit records and spans show ``text`` (cached like the facts)."""
+    def describe(self, text: bytes) -> Described:
+        """How audit records and spans show ``text`` (cached like the facts); a new text of a
+        known shape is described later, where it is read (``PendingDescription``)."""
         if len(text) > _CACHEABLE_TEXT:
             return describe(text, analyze_bytes(text))
         return self._descriptions.get_or_make(text, self._describe)
 
-    def _describe(self, text: bytes) -> Description:
+    def _describe(self, text: bytes) -> Described:
         form = self._shape(text)
         if form is None:
             return describe(text, self.facts(text))
@@ -217,7 +218,7 @@ class Firewall:
             known = describe(text, self.facts(text))
             self._shape_descriptions.put(form, known)
             return known
-        return redescribe(known, text)
+        return PendingDescription(known, text)
 
     def _analyze(self, text: bytes) -> tuple[StatementFacts, ...]:
         """Facts of a new text: those of its shape when one was analysed, with its own text."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlguard.analysis.describe import Description
+from sqlguard.analysis.describe import Described
 from sqlguard.observe.audit_records import RecordType, decision_fields, identity_fields
 from sqlguard.observe.audit_writer import UNAVAILABLE_MESSAGE, UNAVAILABLE_SQLSTATE, AuditQueue
 from sqlguard.policy.model import Action, Decision, Identity
@@ -76,7 +76,7 @@ class Auditor:
     def statement(
         self,
         identity: Identity,
-        described: Description,
+        described: Described,
         decision: Decision,
         ended: tuple[int, str, str, float],
     ) -> None:
@@ -99,13 +99,14 @@ class Auditor:
 
 def _statement_record(
     identity: Identity,
-    described: Description,
+    pending: Described,
     decision: Decision,
     ended: tuple[int, str, str, float],
     rules_version: str,
 ) -> dict[str, Any]:
     """A statement's record, built as one dict (no keyword-argument merging)."""
     connection, sqlstate, tag, seconds = ended
+    described = pending.resolve()
     record = identity_fields(identity)
     record.update(decision_fields(decision, rules_version))
     record["type"] = _STATEMENT

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from sqlguard.analysis.describe import Description
+from sqlguard.analysis.describe import Described
 from sqlguard.observe.span_export import (
     ExporterProcess,
     FinishedSpan,
@@ -85,7 +85,7 @@ class StatementSpan:
         trace_id: int,
         span_id: int,
         parent: SpanContext | None,
-        described: Description,
+        described: Described,
         decision: Decision,
         identity: Identity,
     ) -> None:
@@ -153,7 +153,7 @@ class StatementTracer:
     def statement(
         self,
         text: bytes,
-        describe: Callable[[bytes], Description],
+        describe: Callable[[bytes], Described],
         decision: Decision,
         identity: Identity,
         connection: LiveSpan | None,
@@ -215,7 +215,7 @@ def _finished_statement(
 ) -> FinishedSpan:
     """A statement span as it is exported, with the database semantic conventions'
     attributes."""
-    described, decision = span.described, span.decision
+    described, decision = span.described.resolve(), span.decision
     summary = described.summary or "statement"
     attributes: dict[str, Any] = {
         "db.system.name": "postgresql",

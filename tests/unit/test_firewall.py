@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlguard.analysis.describe import Description, PendingDescription, describe
+from sqlguard.analysis.parse import analyze_bytes
 from sqlguard.firewall import Firewall
 from sqlguard.policy.loader import load_rules
 from sqlguard.policy.model import Identity
@@ -58,6 +60,21 @@ def test_time_dependent_rules_are_judged_every_time(tmp_path: Path) -> None:
     firewall.judge(b"SELECT 1", ann)
     assert firewall._decisions.hits == 0
     assert firewall._facts.hits == 1
+
+
+def test_a_new_text_of_a_known_shape_is_described_where_it_is_read(tmp_path: Path) -> None:
+    """Its sanitised text and fingerprint are worked out by ``resolve`` (on the thread that
+    ships the span or audit record), once, and equal a description made from scratch."""
+    firewall = rules_in(tmp_path, "r", GROUPS)
+    first = b"SELECT abalance FROM pgbench_accounts WHERE aid = 1"
+    second = b"SELECT abalance FROM pgbench_accounts WHERE aid = 'two'"
+    assert isinstance(firewall.describe(first), Description)
+    pending = firewall.describe(second)
+    assert isinstance(pending, PendingDescription)
+    assert firewall.describe(second) is pending  # cached by text, like a description
+    resolved = pending.resolve()
+    assert resolved == describe(second, analyze_bytes(second)) and pending.resolve() is resolved
+    assert resolved.fingerprint != firewall.describe(first).resolve().fingerprint
 
 
 def _write(directory: Path, *texts: str) -> Path:
