@@ -24,6 +24,7 @@ Nothing is lost on the way, and fail-closed still means what it says:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import marshal
 import select
@@ -106,9 +107,6 @@ class AuditProcess(AuditQueue):
     def __enter__(self) -> AuditProcess:
         return self if self._threads else self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @property
     def queue_depth(self) -> int:
         """Records not yet reported on disk."""
@@ -144,20 +142,8 @@ class AuditProcess(AuditQueue):
         """A child that has opened the log, and its first report; AuditError if it failed."""
         child = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert child.stdin is not None and child.stdout is not None
-        settings = self._settings
         try:
-            write_frame(
-                child.stdin,
-                {
-                    "path": str(settings.path),
-                    "key": settings.key,
-                    "max_bytes": settings.max_bytes,
-                    "queue_size": settings.queue_size,
-                    "policy": str(settings.policy),
-                    "fsync": settings.fsync,
-                    "commit_interval": settings.commit_interval,
-                },
-            )
+            write_frame(child.stdin, _settings_frame(self._settings))
             status = _first_report(child.stdout)
         except (OSError, AuditError) as exc:
             finish(child, STOP_TIMEOUT)
@@ -270,6 +256,21 @@ def _carried_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _settings_frame(settings: AuditSettings) -> dict[str, Any]:
+    """The settings as plain values marshal can carry to the child."""
+    return {
+        **dataclasses.asdict(settings),
+        "path": str(settings.path),
+        "policy": str(settings.policy),
+    }
+
+
+def _settings_from(frame: dict[str, Any]) -> AuditSettings:
+    return AuditSettings(
+        **{**frame, "path": Path(frame["path"]), "policy": Policy(frame["policy"])}
+    )
+
+
 def _first_report(stdout: IO[bytes]) -> dict[str, Any]:
     ready, _, _ = select.select([stdout], [], [], START_TIMEOUT)
     if not ready:
@@ -285,8 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     every write attempt on stdout."""
     helper_setup(__name__, argv)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    settings = read_frame(stdin)
-    if settings is None:
+    frame = read_frame(stdin)
+    if frame is None:
         return 1
     lock = threading.Lock()
     audit: AuditLog | None = None
@@ -303,16 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with lock, contextlib.suppress(OSError):
             write_frame(stdout, status)
 
-    audit = AuditLog(
-        Path(settings["path"]),
-        settings["key"],
-        max_bytes=settings["max_bytes"],
-        queue_size=settings["queue_size"],
-        policy=Policy(settings["policy"]),
-        fsync=settings["fsync"],
-        group_commit=settings["commit_interval"],
-        on_progress=report,
-    )
+    audit = AuditLog.from_settings(_settings_from(frame), on_progress=report)
     try:
         audit.start()
     except (OSError, AuditError) as exc:

@@ -1,8 +1,8 @@
 """The audit log writer: ``submit`` never blocks the data path, and no record is lost silently.
 
-``submit`` only appends to a bounded in-memory queue (``submit_deferred`` appends the recipe of
-a record, built later on the thread that takes it off the queue). One thread takes batches from the
-front, seals them into the chain, writes, fsyncs, and only then removes them from the queue
+``submit`` only appends to a bounded in-memory queue (``submit_deferred`` appends the recipe
+of a record, built later on the thread that takes it off the queue). One thread takes batches
+from the front, seals them into the chain, writes, fsyncs, and only then removes them from the queue
 and adopts the new chain position. A failed write (disk full, file too large, I/O error)
 therefore loses nothing: the file is cut back to its last complete record, the records stay
 queued, the thread retries with backoff, and the first write that succeeds recovers.
@@ -173,6 +173,12 @@ class AuditQueue:
     def _put(self, item: Queued) -> None:
         raise NotImplementedError
 
+    def close(self, timeout: float = 10.0) -> int:
+        raise NotImplementedError
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 class AuditLog(AuditQueue):
     """The chained, rotated JSON-lines audit log of one sidecar. ``start()`` before use."""
@@ -208,7 +214,9 @@ class AuditLog(AuditQueue):
         self.last_error = ""
 
     @classmethod
-    def from_settings(cls, settings: AuditSettings) -> AuditLog:
+    def from_settings(
+        cls, settings: AuditSettings, on_progress: Callable[[], None] | None = None
+    ) -> AuditLog:
         return cls(
             settings.path,
             settings.key,
@@ -217,6 +225,7 @@ class AuditLog(AuditQueue):
             policy=settings.policy,
             fsync=settings.fsync,
             group_commit=settings.commit_interval,
+            on_progress=on_progress,
         )
 
     def start(self) -> AuditLog:
@@ -235,9 +244,6 @@ class AuditLog(AuditQueue):
     def __enter__(self) -> AuditLog:
         """Start, unless ``start()`` was already called."""
         return self if self._thread else self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def queue_depth(self) -> int:

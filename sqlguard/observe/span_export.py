@@ -282,19 +282,19 @@ def _exporter(choice: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
-def _sender(exporter: SpanExporter) -> Deliver:
-    """How the exporter process hands a batch on. For OTLP, the request is encoded here
-    (``otlp_encode``: twelve times faster than the SDK's encoder, same bytes) and given to
-    the OTLP exporter's HTTP client, which still does the endpoint, headers, compression, TLS,
-    timeouts and retries as the OTEL_EXPORTER_OTLP_* settings say. That client is not public
-    API: an exporter version without it gets the SDK's span objects, as any other exporter."""
+def _otlp_sender(exporter: SpanExporter) -> Deliver:
+    """How the exporter process hands a batch to the OTLP exporter: the request is encoded
+    here (``otlp_encode``: 4 µs a span against the SDK encoder's 130, the same bytes) and
+    given to the exporter's HTTP client, which still does the endpoint, headers, compression,
+    TLS, timeouts and retries as the OTEL_EXPORTER_OTLP_* settings say. That client is not
+    public API: an exporter version without it gets the SDK's span objects, as the console
+    exporter does."""
     client = getattr(exporter, "_client", None)
     if client is None or not callable(getattr(client, "export", None)):
-        if type(exporter).__name__ == "OTLPSpanExporter":
-            log.warning(
-                "this opentelemetry-exporter-otlp-proto-http has no HTTP client to hand "
-                "encoded spans to; the SDK encodes them (about 130 µs a span)"
-            )
+        log.warning(
+            "this opentelemetry-exporter-otlp-proto-http has no HTTP client to hand "
+            "encoded spans to; the SDK encodes them (about 130 µs a span)"
+        )
         return in_process(exporter)
     encoder = SpanEncoder(Resource.create().attributes, _SCOPE.name)
 
@@ -309,7 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     helper_setup(__name__, argv)
     choice = exporter_choice()
     exporter = _exporter(choice) if choice else None
-    send = _sender(exporter) if exporter else None
+    send: Deliver | None = None
+    if exporter is not None:
+        send = _otlp_sender(exporter) if choice == "otlp" else in_process(exporter)
     for batch in read_frames(sys.stdin.buffer):
         if send is not None:
             send(batch)

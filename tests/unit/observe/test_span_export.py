@@ -183,7 +183,7 @@ def test_otlp_batches_skip_the_sdks_encoder(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(trace_exporter, "encode_spans", unused)
     with OtlpSink(keep=True) as sink:
         exporter = trace_exporter.OTLPSpanExporter(endpoint=f"{sink.endpoint}/v1/traces")
-        span_export._sender(exporter)([finished("direct")])
+        span_export._otlp_sender(exporter)([finished("direct")])
         exporter.shutdown()
         (body,) = sink.bodies
     spans = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans
