@@ -171,6 +171,17 @@ def test_expired_and_disallowed_logins_say_why(
         connect(managed, pg_db, "alice", "wrong")
 
 
+def _audit_once_written(setup: Path, marker: str, timeout: float = 10.0) -> str:
+    """The audit log's text, once it holds ``marker`` (records reach the disk a batch at a
+    time, every audit.commit_interval) or the timeout has passed."""
+    deadline = time.monotonic() + timeout
+    text = (setup / "audit.jsonl").read_text()
+    while marker not in text and time.monotonic() < deadline:
+        time.sleep(0.02)
+        text = (setup / "audit.jsonl").read_text()
+    return text
+
+
 def _wait_for_end(conn: psycopg.Connection, timeout: float = 10.0) -> psycopg.Error:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -197,8 +208,7 @@ def test_expiry_during_a_live_session_ends_it(
     assert "terminating connection: access for alice expired at" in str(error)
     with connect(managed, pg_db, "carol") as other:  # the transaction was rolled back
         assert other.execute("SELECT to_regclass('expiring')").fetchone() == (None,)
-    audit = (setup / "audit.jsonl").read_text()
-    assert '"identity_expired"' in audit
+    assert '"identity_expired"' in _audit_once_written(setup, '"identity_expired"')
 
 
 def test_revocation_with_the_cli_ends_live_sessions(
@@ -217,7 +227,7 @@ def test_revocation_with_the_cli_ends_live_sessions(
     with pytest.raises(psycopg.OperationalError, match="has been revoked"):
         connect(managed, pg_db, "alice")
     bystander.close()
-    assert '"identity_revoked"' in (setup / "audit.jsonl").read_text()
+    assert '"identity_revoked"' in _audit_once_written(setup, '"identity_revoked"')
 
 
 def test_a_just_in_time_grant_lapses_in_a_live_session(
