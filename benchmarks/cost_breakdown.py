@@ -8,7 +8,10 @@ and the span exporter, shown apart in the note since they run beside the event l
 it; so is the event loop thread's own share, the part no other core can take over) counts
 only the proxy's own work, so the targets' figures can be subtracted to price one
 feature at a time: the sidecar bare, with the audit log, with every statement traced and with
-1% of traces sampled, next to pgbouncer in session mode. Each configuration is its own
+1% of traces sampled, next to pgbouncer in session mode and to floor_proxy.py twice, as a
+uvloop byte forwarder and as a proxy that frames every message (the least a firewall in
+Python must do): the sidecar's distance from pgbouncer splits into what Python costs at all
+and what sqlguard's own work adds. Each configuration is its own
 `sqlguard serve` process, so one's CPU time is never mixed with another's. It still moves
 with the speed of the cores themselves (a VM's host busy elsewhere), hence medians over
 rounds, as in the other sections.
@@ -23,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from floor_proxy import FLOOR, FORWARDER, FloorProxy
 from pgbench_compare import (
     BenchmarkError,
     Target,
@@ -59,7 +63,7 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("sqlguard bare", PGBOUNCER, audit=False, tracing=False),
+    Variant("sqlguard bare", FLOOR, audit=False, tracing=False),
     Variant("sqlguard + audit", "sqlguard bare", audit=True, tracing=False),
     Variant("sqlguard + audit + tracing", "sqlguard + audit", audit=True, tracing=True),
     Variant(
@@ -70,7 +74,8 @@ VARIANTS = (
         sampler=ONE_PERCENT,
     ),
 )
-BASES = {variant.name: variant.base for variant in VARIANTS}
+REFERENCES = {FORWARDER: PGBOUNCER, FLOOR: FORWARDER}  # floor_proxy.py without / with framing
+BASES = {**REFERENCES, **{variant.name: variant.base for variant in VARIANTS}}
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,8 @@ def describe(production: ProductionSetup, seconds: int, rounds: int) -> list[str
         f"{rounds} round(s), the target order reversed every other round, medians; value: CPU "
         "time (utime+stime from /proc/PID/stat) of the proxy process, with the sidecar's helper "
         "processes (audit writer, span exporter), per transaction processed",
-        f"{SECTION} targets: pgbouncer (session mode), then a `sqlguard serve` each: bare "
+        f"{SECTION} targets: pgbouncer (session mode), floor_proxy.py as a byte forwarder "
+        f"({FORWARDER}) and framing every message ({FLOOR}), then a `sqlguard serve` each: bare "
         "(bundled rules, no audit, OTEL_TRACES_EXPORTER=none), + audit (the audit log above), "
         "+ audit + tracing (OTLP to its own local sink, default sampler: every statement a "
         "span), + audit + tracing 1% (OTEL_TRACES_SAMPLER=parentbased_traceidratio, "
@@ -172,6 +178,9 @@ def _open(
     pgbouncer = start_pgbouncer(stack, cluster, CLIENTS)
     if pgbouncer is not None:
         targets.append(Metered(Target(PGBOUNCER, pgbouncer.host, pgbouncer.port), pgbouncer.pid))
+    for name in REFERENCES:
+        proxy = stack.enter_context(FloorProxy(cluster.port, name))
+        targets.append(Metered(Target(name, proxy.host, proxy.port), proxy.pid))
     for variant in VARIANTS:
         if variant.tracing and not production.tracing:
             progress(f"note: {variant.name} skipped ({NO_EXPORTER})")
@@ -265,7 +274,7 @@ def breakdown_rows(samples: Sequence[CpuSample]) -> list[TableRow]:
         step = over(row, base, cpu)
         if base != PGBOUNCER and step is not None:
             text += f"; {step:+.1f} CPU µs over {base}"
-        if row.target != PGBOUNCER:
+        if row.target not in (PGBOUNCER, *REFERENCES):
             text += f"; of its CPU µs, {loop[key]:.1f} on its event loop thread"
         if helpers[key] >= 0.05:
             text += f", {helpers[key]:.1f} in its helper processes"

@@ -9,6 +9,9 @@ than an absolute number from a machine where client, proxy and server share the 
         [--modes simple,extended,prepared] [--scale 10] [--targets direct,sqlguard,pgbouncer]
         [--warmup 2] [--json FILE]
 
+`--targets` also takes `floor`: floor_proxy.py, the least a Python proxy that frames the
+protocol must spend (run_all.py runs it in its pgbench section).
+
 The table goes to stdout, progress to stderr. See benchmarks/README.md for the columns.
 """
 
@@ -35,6 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from floor_proxy import FLOOR, FloorProxy
+
 from sqlguard.testing.postgres import SUPERUSER, PostgresCluster
 from sqlguard.testing.sidecar import SidecarProcess, free_port, wait_listening
 
@@ -42,6 +47,7 @@ RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
 DBNAME = "pgbench"
 MODES = ("simple", "extended", "prepared")
 TARGETS = ("direct", "sqlguard", "pgbouncer")
+OPTIONAL_TARGETS = ("floor",)  # floor_proxy.py's framing proxy: on request
 PGBOUNCER_FALLBACK = Path("/usr/sbin/pgbouncer")  # Debian installs it off a normal user's PATH
 # pgbench prints the first form since PostgreSQL 14, the second before.
 TPS_RE = re.compile(
@@ -152,7 +158,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--clients", type=int_list, default=(1, 8), help="e.g. 1,8")
     parser.add_argument("--modes", type=choices(MODES), default=MODES, help=",".join(MODES))
     parser.add_argument("--scale", type=positive, default=10, help="pgbench -i scale factor")
-    parser.add_argument("--targets", type=choices(TARGETS), default=TARGETS, help=",".join(TARGETS))
+    parser.add_argument(
+        "--targets",
+        type=choices(TARGETS + OPTIONAL_TARGETS),
+        default=TARGETS,
+        help=",".join(TARGETS + OPTIONAL_TARGETS),
+    )
     parser.add_argument(
         "--warmup", type=int, default=2, help="seconds of untimed pgbench per target; 0: none"
     )
@@ -635,6 +646,9 @@ def open_targets(
         elif name == "sqlguard":
             sidecar = stack.enter_context(start_sidecar(upstream_url(cluster)))
             targets.append(Target(name, sidecar.host, sidecar.port, sidecar_log(sidecar)))
+        elif name == "floor":
+            floor = stack.enter_context(FloorProxy(cluster.port, FLOOR))
+            targets.append(Target(FLOOR, floor.host, floor.port))
         else:
             pgbouncer = start_pgbouncer(stack, cluster, max_clients)
             if pgbouncer is not None:

@@ -35,6 +35,7 @@ from idle_memory import WARM_CONNECTIONS, ProxyFactory, measure_idle, raise_fd_l
 from pgbench_compare import (
     DBNAME,
     MODES,
+    OPTIONAL_TARGETS,
     SELECT_ONLY,
     TARGETS,
     PgBouncer,
@@ -118,7 +119,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=10,
         help="pgbench -i scale; 10 = 1M accounts, the rows streamed and copied",
     )
-    parser.add_argument("--targets", type=choices(TARGETS), default=TARGETS, help=",".join(TARGETS))
+    parser.add_argument(
+        "--targets",
+        type=choices(TARGETS + OPTIONAL_TARGETS),
+        default=TARGETS + OPTIONAL_TARGETS,
+        help=",".join(TARGETS + OPTIONAL_TARGETS) + " (floor: in the pgbench section only)",
+    )
     parser.add_argument("--warmup", type=int, help="seconds of untimed pgbench per target (2)")
     parser.add_argument("--idle-connections", type=positive, default=1000)
     parser.add_argument(
@@ -141,8 +147,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 
 def pgbench_sections(
-    pgbench: Path, targets: Sequence[Target], options: Options, scratch: Path, report: Report
+    pgbench: Path,
+    targets: Sequence[Target],
+    floor: Sequence[Target],
+    options: Options,
+    scratch: Path,
+    report: Report,
 ) -> None:
+    """`floor` joins the targets of the pgbench section only: what Python costs at all is
+    one comparison, not one per workload."""
     plans = {
         "pgbench": Plan(
             SELECT_ONLY, options.modes, options.clients, options.rounds, options.seconds
@@ -159,7 +172,8 @@ def pgbench_sections(
     for section in PGBENCH_SECTIONS:
         if section in options.sections:
             plan = plans[section]
-            samples = measure(pgbench, targets, plan)
+            chosen = [*targets, *floor] if section == "pgbench" else targets
+            samples = measure(pgbench, chosen, plan)
             report.add(section, pgbench_rows(section, plan.workload, summarize(samples)), samples)
 
 
@@ -252,6 +266,12 @@ def render_header(
     lines.append(
         f"- runs: {runs}pgbench scale {options.scale}; sections: {','.join(options.sections)}"
     )
+    if "pgbench" in options.sections and "floor" in options.targets:
+        lines.append(
+            "- python floor (pgbench section only): benchmarks/floor_proxy.py, a uvloop proxy "
+            "that frames every message both ways and does nothing else; the least any "
+            "pure-Python proxy of the protocol spends"
+        )
     lines += [f"- {line}" for line in breakdown]
     if "idle" in options.sections:
         lines.append(
@@ -306,6 +326,7 @@ def run(options: Options, report: Report) -> tuple[dict[str, Any], list[str]]:
         cluster = stack.enter_context(PostgresCluster(max_connections=cluster_connections(options)))
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlguard-bench-")))
         targets: list[Target] = []
+        floor: list[Target] = []
         pgbouncer = None
         if sections & {*PGBENCH_SECTIONS, *TRANSFER_SECTIONS, "breakdown"}:
             progress(f"initializing pgbench data, scale {options.scale}")
@@ -316,12 +337,14 @@ def run(options: Options, report: Report) -> tuple[dict[str, Any], list[str]]:
             targets, pgbouncer = open_targets(
                 stack,
                 cluster,
-                options.targets,
+                [name for name in options.targets if name not in OPTIONAL_TARGETS],
                 max(*options.clients, *TPCB_CLIENTS),
                 lambda upstream: production.sidecar(
                     upstream, "target of the pgbench and transfer sections"
                 ),
             )
+        if "pgbench" in sections and "floor" in options.targets:
+            floor, _ = open_targets(stack, cluster, ["floor"], 0)
         machine = machine_description(cluster, pgbouncer)
         setup = production.describe()
         breakdown = (
@@ -331,8 +354,8 @@ def run(options: Options, report: Report) -> tuple[dict[str, Any], list[str]]:
         )
         print(render_header(machine, setup, options, breakdown), flush=True)
         if targets and options.warmup > 0 and sections & set(PGBENCH_SECTIONS):
-            warm_up(cluster.bin("pgbench"), targets, options.warmup)
-        pgbench_sections(cluster.bin("pgbench"), targets, options, scratch, report)
+            warm_up(cluster.bin("pgbench"), [*targets, *floor], options.warmup)
+        pgbench_sections(cluster.bin("pgbench"), targets, floor, options, scratch, report)
         if "breakdown" in sections:
             breakdown_section(cluster, production, options, report)
         transfer_sections(cluster, targets, options, report)
