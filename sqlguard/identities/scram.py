@@ -4,9 +4,13 @@ Written here rather than taken from scramp: scramp 1.4.15+ refuses libpq's clien
 message, whose user name is empty (``n,,n=,r=...``). PostgreSQL ignores the SCRAM user name
 and uses the startup packet's, so we accept any name (empty, pgjdbc's ``*``, or a real one).
 
-Channel binding (``SCRAM-SHA-256-PLUS``) is not offered yet: a client that *requires* it
-(``p=...``) is refused; a client that could bind but saw no ``-PLUS`` offer says ``y`` and is
-accepted, as RFC 5802 allows when the server does not support binding.
+Channel binding (``SCRAM-SHA-256-PLUS``, type ``tls-server-end-point``, RFC 5929) ties the
+exchange to the TLS connection it runs over: the client proves it saw the hash of *this*
+server's certificate, so a man in the middle holding another certificate cannot relay the
+login. ``ScramServer`` checks it as PostgreSQL does (``read_client_first_message``): a
+client that chose ``-PLUS`` must bind; one that did not must not; and one that says ``y``
+("I can bind, but you offered no -PLUS") is refused where -PLUS *was* offered, since someone
+took it out of the offer on the way.
 
 A verifier checks the password it was made from and no other:
 
@@ -31,6 +35,8 @@ from dataclasses import dataclass, field
 from sqlguard.identities.saslprep import saslprep
 
 MECHANISM = "SCRAM-SHA-256"
+MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
+BINDING_TYPE = "tls-server-end-point"  # the one PostgreSQL and its clients speak
 DEFAULT_ITERATIONS = 4096
 SALT_BYTES = 16  # what PostgreSQL uses
 NONCE_BYTES = 18  # what PostgreSQL uses
@@ -120,10 +126,24 @@ class ScramServer:
     ``first`` takes the SASLInitialResponse data and returns the AuthenticationSASLContinue
     data; ``final`` takes the SASLResponse data and returns the AuthenticationSASLFinal data,
     or raises ``ScramError``. Only after ``final`` returns is the client authenticated.
+
+    ``binding``: the connection's ``tls-server-end-point`` data when -PLUS was offered (TLS,
+    and a certificate that has one), else None; ``plus``: the client chose -PLUS.
     """
 
-    def __init__(self, verifier: Verifier, *, nonce: str | None = None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        nonce: str | None = None,
+        binding: bytes | None = None,
+        plus: bool = False,
+    ) -> None:
+        if plus and binding is None:
+            raise ValueError(f"{MECHANISM_PLUS} needs the connection's channel binding data")
         self._verifier = verifier
+        self._binding = binding
+        self._plus = plus
         self._server_nonce = nonce or _b64(secrets.token_bytes(NONCE_BYTES))
         self._gs2_header: bytes | None = None
         self._first_bare = ""
@@ -136,10 +156,7 @@ class ScramServer:
             raise ScramError("SCRAM client-first message sent twice")
         text = _ascii(client_first, "client-first")
         flag, authzid, bare = _split_gs2(text)
-        if flag.startswith("p="):
-            raise ScramError("client requires channel binding, which sqlguard does not offer yet")
-        if flag not in ("n", "y"):
-            raise ScramError(f"invalid channel-binding flag {flag[:10]!r}")
+        self._check_binding_flag(flag)
         if authzid:
             raise ScramError("SCRAM authorization identity (a=) is not supported")
         attributes = _attributes(bare, "client-first")
@@ -156,6 +173,25 @@ class ScramServer:
         self._server_first = f"r={nonce},s={salt},i={iterations}"
         return self._server_first.encode()
 
+    def _check_binding_flag(self, flag: str) -> None:
+        if flag.startswith("p="):
+            if not self._plus:
+                raise ScramError(
+                    f"the client chose {MECHANISM} but sent channel binding data ({flag[:40]!r})"
+                )
+            if flag[2:] != BINDING_TYPE:
+                raise ScramError(f"unsupported channel binding type {flag[2:40]!r}")
+            return
+        if flag not in ("n", "y"):
+            raise ScramError(f"invalid channel-binding flag {flag[:10]!r}")
+        if self._plus:
+            raise ScramError(f"the client chose {MECHANISM_PLUS} but sent no channel binding data")
+        if flag == "y" and self._binding is not None:
+            raise ScramError(
+                f"channel binding downgrade: the client can bind but saw no {MECHANISM_PLUS} "
+                "offer, and this server made one (was the offer altered on the way?)"
+            )
+
     def final(self, client_final: bytes) -> bytes:
         """Check client-final's binding, nonce and proof; return server-final (``v=...``)."""
         if self._gs2_header is None or not self._server_first:
@@ -166,8 +202,11 @@ class ScramServer:
         attributes = _attributes(without_proof, "client-final")
         if len(attributes) < 2 or attributes[0][0] != "c" or attributes[1][0] != "r":
             raise ScramError("client-final must be c=<binding>,r=<nonce>,...,p=<proof>")
-        if _unb64(attributes[0][1], "channel binding") != self._gs2_header:
-            raise ScramError("client-final channel binding does not match client-first")
+        bound = (self._binding or b"") if self._plus else b""
+        expected = self._gs2_header + bound
+        if _unb64(attributes[0][1], "channel binding") != expected:
+            what = "this connection's certificate" if self._plus else "client-first"
+            raise ScramError(f"client-final channel binding does not match {what}")
         if attributes[1][1] != server_first[2:].split(",", 1)[0]:
             raise ScramError("client-final nonce does not match")
         _refuse_mandatory(attributes[2:])
@@ -192,11 +231,26 @@ class ScramClient:
     The salted password is derived once per (password, salt, iteration count) and kept for
     the process: the upstream role's salt does not change between logins, and PBKDF2 would
     otherwise block the event loop for milliseconds on every new upstream connection.
+
+    ``binding``: the server certificate's ``tls-server-end-point`` data, to log in with
+    SCRAM-SHA-256-PLUS (the server must have offered it). Without it, ``could_bind`` says
+    the connection runs over TLS, so the client could bind but was offered no -PLUS (``y``),
+    which a server that did offer it refuses as a downgrade; else ``n``, as libpq does.
     """
 
-    def __init__(self, password: str, *, nonce: str | None = None) -> None:
+    def __init__(
+        self,
+        password: str,
+        *,
+        nonce: str | None = None,
+        binding: bytes | None = None,
+        could_bind: bool = False,
+    ) -> None:
         self._password = password
         self._nonce = nonce or _b64(secrets.token_bytes(NONCE_BYTES))
+        flag = f"p={BINDING_TYPE}" if binding is not None else "y" if could_bind else "n"
+        self._gs2_header = f"{flag},,"
+        self._binding = binding or b""
         self._expected_signature = b""
         self._first_bare = ""
 
@@ -207,7 +261,7 @@ class ScramClient:
         """client-first; the user name is left empty, as libpq does (the server ignores it)."""
         self._first_bare = f"n=,r={self._nonce}"
         self._expected_signature = b""
-        return f"n,,{self._first_bare}".encode()
+        return f"{self._gs2_header}{self._first_bare}".encode()
 
     def final(self, server_first: bytes) -> bytes:
         """client-final with the proof, from the server's nonce, salt and iteration count."""
@@ -221,7 +275,8 @@ class ScramClient:
             raise ScramError(f"server-first iteration count must be 1 to {MAX_ITERATIONS}")
         salt = _unb64(salt_text, "salt")
         salted = _client_salted(self._password, salt, int(iterations_text))
-        without_proof = f"c=biws,r={nonce}"  # biws: base64 of the GS2 header "n,,"
+        bound = _b64(self._gs2_header.encode() + self._binding)  # "biws": "n,,"
+        without_proof = f"c={bound},r={nonce}"
         auth_message = f"{self._first_bare},{text},{without_proof}".encode()
         client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
         stored_key, server_key = _keys(salted)

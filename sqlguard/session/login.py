@@ -15,7 +15,14 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlguard.identities.records import Person, format_time
-from sqlguard.identities.scram import MECHANISM, ScramClient, ScramError, ScramServer, Verifier
+from sqlguard.identities.scram import (
+    MECHANISM,
+    MECHANISM_PLUS,
+    ScramClient,
+    ScramError,
+    ScramServer,
+    Verifier,
+)
 from sqlguard.wire import auth
 from sqlguard.wire.errors import ADMIN_SHUTDOWN, INVALID_AUTHORIZATION, PgError
 from sqlguard.wire.messages import MalformedMessage
@@ -99,11 +106,18 @@ def expired(person: Person) -> PgError:
 
 
 class ClientLogin:
-    """Authenticate one person: first ``request()``, then each 'p' message to ``answer``."""
+    """Authenticate one person: first ``request()``, then each 'p' message to ``answer``.
 
-    def __init__(self, accounts: Accounts, user: str) -> None:
+    ``binding``: over TLS, the ``tls-server-end-point`` data of the certificate the client
+    was served; SCRAM-SHA-256-PLUS is offered then (first, as PostgreSQL orders them), so
+    clients with ``channel_binding=prefer`` (libpq's default) or ``require`` bind the login
+    to this connection.
+    """
+
+    def __init__(self, accounts: Accounts, user: str, binding: bytes | None = None) -> None:
         self._accounts = accounts
         self._user = user
+        self._binding = binding
         self._scram: ScramServer | None = None
         self._cleartext = accounts.cleartext_allowed
 
@@ -111,7 +125,10 @@ class ClientLogin:
         """The authentication request that opens the exchange."""
         if self._cleartext:
             return auth.cleartext_password_request()
-        return auth.authentication_sasl([MECHANISM])
+        return auth.authentication_sasl(self._mechanisms())
+
+    def _mechanisms(self) -> list[str]:
+        return [MECHANISM_PLUS, MECHANISM] if self._binding is not None else [MECHANISM]
 
     def answer(self, body: bytes) -> bytes | LoginFailed | Authenticated:
         """Bytes to send back while the exchange goes on, or how it ended."""
@@ -126,9 +143,13 @@ class ClientLogin:
 
     def _scram_first(self, body: bytes) -> bytes | LoginFailed:
         mechanism, data = auth.decode_sasl_initial(body)
-        if mechanism != MECHANISM:
+        if mechanism not in self._mechanisms():
             return self._failed(f"client chose SASL mechanism {mechanism!r}")
-        self._scram = ScramServer(self._accounts.verifier(self._user))
+        self._scram = ScramServer(
+            self._accounts.verifier(self._user),
+            binding=self._binding,
+            plus=mechanism == MECHANISM_PLUS,
+        )
         return auth.sasl_continue(self._scram.first(data))
 
     def _scram_final(self, body: bytes) -> bytes | LoginFailed | Authenticated:
@@ -152,12 +173,19 @@ class ClientLogin:
 
 
 class UpstreamLogin:
-    """Answer the upstream's authentication requests as ``role``."""
+    """Answer the upstream's authentication requests as ``role``.
+
+    ``binding``: over TLS, the upstream certificate's ``tls-server-end-point`` data (set once
+    the connection is up). SCRAM then binds to it when the server offers -PLUS, as libpq's
+    default ``channel_binding=prefer`` does: with ``upstream_tls.mode: require``, which checks
+    no certificate, that is what stops a man in the middle from relaying the role's login.
+    """
 
     def __init__(self, role: str, password: str | None) -> None:
         self.role = role
         self._password = password
         self._scram: ScramClient | None = None
+        self.binding: bytes | None = None
 
     def __repr__(self) -> str:
         return f"UpstreamLogin({self.role!r}, <password hidden>)"
@@ -191,9 +219,13 @@ class UpstreamLogin:
         if code == auth.MD5_PASSWORD:
             return auth.md5_password_message(self.role, password, data[:4])
         if code == auth.SASL:
-            if MECHANISM not in auth.sasl_mechanisms(data):
+            offered = auth.sasl_mechanisms(data)
+            if self.binding is not None and MECHANISM_PLUS in offered:
+                self._scram = ScramClient(password, binding=self.binding)
+                return auth.sasl_initial_response(MECHANISM_PLUS, self._scram.first())
+            if MECHANISM not in offered:
                 return self._refused(f"the server offers no {MECHANISM}")
-            self._scram = ScramClient(password)
+            self._scram = ScramClient(password, could_bind=self.binding is not None)
             return auth.sasl_initial_response(MECHANISM, self._scram.first())
         if code == auth.SASL_CONTINUE and self._scram is not None:
             return auth.sasl_response(self._scram.final(data))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlguard.approvals.tokens import Approval
+from sqlguard.identities.scram import MECHANISM_PLUS
 from sqlguard.policy.model import Action, Decision, Identity
 from sqlguard.session.approval import ApprovalTokens
 from sqlguard.session.commands import (
@@ -46,6 +47,7 @@ from sqlguard.session.login import (
 from sqlguard.session.refusals import RefusalMarkers
 from sqlguard.session.startup import ProtocolNegotiation, check_startup_params
 from sqlguard.session.statements import PreparedStatements
+from sqlguard.wire import auth
 from sqlguard.wire import messages as m
 from sqlguard.wire.errors import (
     ADMIN_SHUTDOWN,
@@ -112,6 +114,16 @@ _TLS_REQUIRED = PgError(
     "This sidecar is configured with tls.required: true.",
     "Connect with sslmode=require (or verify-full with the sidecar's CA certificate).",
 )
+_BINDING_THROUGH_SIDECAR = PgError(
+    "FATAL",
+    PROTOCOL_VIOLATION,  # what PostgreSQL's own "SCRAM channel binding check failed" uses
+    "sqlguard: SCRAM channel binding cannot pass through the sidecar",
+    "The client bound its login (SCRAM-SHA-256-PLUS) to the sidecar's TLS certificate; the "
+    "database server checks the binding against its own certificate and would refuse it.",
+    "Connect with channel_binding=disable (the connection stays encrypted), or have "
+    "sqlguard log people in itself (managed identities), where channel binding works.",
+)
+_SASL_REQUEST = auth.SASL.to_bytes(4, "big")  # AuthenticationSASL's code
 
 
 class Phase(enum.Enum):
@@ -135,6 +147,9 @@ class Session:
         self._judge = judge
         self._tls = tls
         self.encrypted = False  # the client connection runs over TLS
+        self._tls_binding: bytes | None = None  # its certificate's tls-server-end-point data
+        self._upstream_binding: bytes | None = None  # the upstream certificate's, over TLS
+        self._sasl_requested = False  # passthrough: the upstream's last request was SASL
         self._direct_tls = False
         self._accounts = accounts  # managed identities mode; None: passthrough
         self._client_login: ClientLogin | None = None
@@ -222,6 +237,8 @@ class Session:
         if self.phase is Phase.AUTH:
             if self._client_login is not None and frame.type == ord("p"):
                 return self._on_password(self._client_login, frame)
+            if self._sasl_requested and frame.type == ord("p"):
+                return self._on_passthrough_sasl(frame)
             # Managed mode: once the person is authenticated, the sidecar's own login to
             # the upstream runs, and nothing from the client may take part in it.
             expected = b"X" if self._accounts is not None else b"pX"
@@ -242,6 +259,31 @@ class Session:
             self._login_failed(outcome)
         else:
             self._authenticated(outcome)
+        return b""
+
+    def _passthrough_offer(self, frame: Frame) -> bytes:
+        """The upstream's SASL offer, for a client that logs in through the sidecar. Over its
+        own TLS the upstream offers SCRAM-SHA-256-PLUS; a client whose connection to the
+        sidecar is plaintext must not see that offer: libpq takes -PLUS over a non-TLS
+        connection for a man in the middle and gives up. Without it, it uses SCRAM-SHA-256."""
+        mechanisms = auth.sasl_mechanisms(frame.body[4:])
+        if self.encrypted or MECHANISM_PLUS not in mechanisms:
+            return frame.raw
+        return auth.authentication_sasl([name for name in mechanisms if name != MECHANISM_PLUS])
+
+    def _on_passthrough_sasl(self, frame: Frame) -> bytes:
+        """The client's choice of SASL mechanism, on its way to the upstream. SCRAM-SHA-256-PLUS
+        binds the login to the certificate the client saw, the sidecar's; the upstream checks
+        it against its own, so unless both are the same certificate the login cannot work,
+        and PostgreSQL's error would not say why."""
+        self._sasl_requested = False
+        mechanism, _ = auth.decode_sasl_initial(frame.body)
+        if mechanism != MECHANISM_PLUS or self._tls_binding == self._upstream_binding:
+            return frame.raw
+        self._events += [
+            LoginResult(ok=False, reason="SCRAM channel binding through the sidecar", guess=False),
+            *self.refuse_login(_BINDING_THROUGH_SIDECAR),
+        ]
         return b""
 
     def _authenticated(self, outcome: Authenticated) -> None:
@@ -399,9 +441,12 @@ class Session:
         self._direct_tls = True
         return [StartTls(data)]
 
-    def tls_established(self, alpn: str | None) -> list[Command]:
-        """The shell finished the handshake; direct TLS must have agreed on ALPN postgresql."""
+    def tls_established(self, alpn: str | None, binding: bytes | None = None) -> list[Command]:
+        """The shell finished the handshake; direct TLS must have agreed on ALPN postgresql.
+        ``binding``: the served certificate's ``tls-server-end-point`` data, which managed
+        identities' SCRAM offers as -PLUS (None: the certificate has none)."""
         self.encrypted = True
+        self._tls_binding = binding
         if self._direct_tls and alpn != "postgresql":
             return self._violation(
                 "direct TLS connection without ALPN protocol postgresql "
@@ -446,12 +491,19 @@ class Session:
             startup = m.StartupMessage(3, self._negotiation.minor, self._startup_params).encode()
             commands: list[Command] = [OpenUpstream(startup, self.identity)]
         else:
-            self._client_login = ClientLogin(self._accounts, self.identity.user)
+            self._client_login = ClientLogin(self._accounts, self.identity.user, self._tls_binding)
             # As PostgreSQL does, settle the protocol version before authenticating; the
             # upstream's own answer later is the sidecar's business (see _on_negotiate).
             commands = [ToClient(self._negotiated() + self._client_login.request())]
         rest, self._early_bytes = self._early_bytes, b""
         return commands + (self.receive_client(rest) if rest else [])
+
+    def upstream_opened(self, binding: bytes | None) -> None:
+        """The shell connected to the upstream; ``binding``: over TLS, the upstream
+        certificate's ``tls-server-end-point`` data (None: no TLS, or a certificate without)."""
+        self._upstream_binding = binding
+        if self._upstream_login is not None:
+            self._upstream_login.binding = binding
 
     def refuse_login(self, error: PgError) -> list[Command]:
         """End the connection before (or during) authentication with a FATAL `error`."""
@@ -507,7 +559,8 @@ class Session:
         """Passthrough: the client answers. Managed: the sidecar answers as the mapped role."""
         login = self._upstream_login
         if login is None or self.phase is not Phase.AUTH:
-            return frame.raw
+            self._sasl_requested = frame.body[:4] == _SASL_REQUEST
+            return self._passthrough_offer(frame) if self._sasl_requested else frame.raw
         answer = login.answer(frame.body)
         if answer is None:
             return frame.raw  # AuthenticationOk: the client learns it is logged in

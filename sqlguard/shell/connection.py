@@ -31,7 +31,9 @@ from sqlguard.session.commands import (
     ToServer,
 )
 from sqlguard.session.machine import Phase, Session
+from sqlguard.tls.binding import peer_binding
 from sqlguard.tls.channel import TlsChannel, TlsError
+from sqlguard.tls.config import ServerTls
 from sqlguard.wire.errors import PgError
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ class ClientConnection(asyncio.Protocol):
         self._sidecar = sidecar
         self._client: asyncio.Transport | None = None
         self._tls: TlsChannel | None = None  # the client connection's TLS, once started
+        self._served: ServerTls | None = None  # what that TLS was started with
         self._upstream: asyncio.Transport | None = None
         self._cancel_keys: list[tuple[int, bytes]] = []
         self.session: Session | None = None
@@ -110,13 +113,14 @@ class ClientConnection(asyncio.Protocol):
             self._client.write(to_client)
         if tls.established and not was_established:
             log.debug("TLS with %s: %s %s", self.peer, tls.version, tls.cipher)
-            self._run(self.session.tls_established(tls.alpn))
+            binding = self._served.binding if self._served else None
+            self._run(self.session.tls_established(tls.alpn, binding))
         return plaintext
 
     def _start_tls(self, command: StartTls) -> None:
-        context = self._sidecar.tls_context
-        assert context is not None
-        self._tls = TlsChannel(context, server_side=True)
+        self._served = self._sidecar.server_tls  # a reload may replace it meanwhile
+        assert self._served is not None
+        self._tls = TlsChannel(self._served.context, server_side=True)
         if command.data:
             data = self._decrypt(self._tls, command.data)
             if data and self.session is not None:
@@ -205,6 +209,7 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
             return
         self._upstream = transport
+        self.session.upstream_opened(peer_binding(transport.get_extra_info("ssl_object")))
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         transport.write(command.startup)
         log.info("connection from %s as %s", self.peer, command.identity.user)

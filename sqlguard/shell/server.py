@@ -34,7 +34,7 @@ from sqlguard.session.login import session_refusal
 from sqlguard.session.machine import Phase, TlsOffer
 from sqlguard.shell.connection import ClientConnection
 from sqlguard.shell.reload import rules_fingerprint, watch
-from sqlguard.tls.config import TlsConfigError, server_context, upstream_context
+from sqlguard.tls.config import ServerTls, TlsConfigError, server_tls, upstream_context
 from sqlguard.wire.messages import SSL_REQUEST_CODE, CancelRequest
 
 SSL_REQUEST = struct.pack("!II", 8, SSL_REQUEST_CODE)
@@ -83,7 +83,7 @@ class Sidecar:
             self.firewall.gate.on_outcome = self._on_approval
         self._admin: AdminServer | None = None
         self.identities = IdentityDirectory(settings.identities) if settings.identities else None
-        self.tls_context = server_context(settings.tls) if settings.tls else None
+        self.server_tls: ServerTls | None = server_tls(settings.tls) if settings.tls else None
         self.tls_offer = TlsOffer.NONE
         if settings.tls is not None:
             self.tls_offer = TlsOffer.REQUIRED if settings.tls.required else TlsOffer.OPTIONAL
@@ -251,12 +251,12 @@ class Sidecar:
         new connections use them, established ones keep theirs."""
         settings = self.settings
         try:
-            server = server_context(settings.tls) if settings.tls else None
+            server = server_tls(settings.tls) if settings.tls else None
             upstream = upstream_context(settings.upstream_tls) if settings.upstream_tls else None
         except TlsConfigError as exc:
             log.error("TLS reload failed, keeping the current certificates: %s", exc)
             return False
-        self.tls_context, self.upstream_tls = server, upstream
+        self.server_tls, self.upstream_tls = server, upstream
         if server is not None or upstream is not None:
             log.info("TLS certificates reloaded")
         return True

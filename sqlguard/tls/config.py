@@ -12,7 +12,7 @@
       cert: sqlguard.crt      # optional client certificate, with its key
       key: sqlguard.key
 
-Parsing checks that the files exist; building a context (``server_context``,
+Parsing checks that the files exist; building a context (``server_tls``, ``server_context``,
 ``upstream_context``) reads them. The builders have no side effects and are called again on
 every reload (SIGHUP), so a renewed certificate is picked up by new connections while a bad
 one is reported as a TlsConfigError and the running context stays in use.
@@ -24,6 +24,7 @@ would pin the old files forever.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from sqlguard.config import ConfigError
+from sqlguard.tls.binding import end_point_binding, leaf_certificate
+
+log = logging.getLogger("sqlguard.tls")
 
 # PostgreSQL 17's direct TLS (sslnegotiation=direct) requires this ALPN protocol; libpq 17
 # offers it on every TLS connection.
@@ -192,6 +196,42 @@ def _file(value: object, setting: str, base_dir: Path) -> Path:
 # -- contexts -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """What client connections are served with: the context, and its certificate's SCRAM
+    channel binding data (``tls-server-end-point``; None when the certificate has none)."""
+
+    context: ssl.SSLContext
+    binding: bytes | None
+
+
+def server_tls(settings: ClientTlsSettings) -> ServerTls:
+    """``server_context`` and the binding data of the certificate it loaded. The file is read
+    before and after the context loads it: a certificate rotated in between would leave the
+    binding of another certificate, and every -PLUS login would fail, so that is an error
+    (a reload keeps the current files; the next one picks up the new pair)."""
+    before = _read(settings.cert_file, "tls.cert")
+    context = server_context(settings)
+    if _read(settings.cert_file, "tls.cert") != before:
+        raise TlsConfigError(
+            f"tls.cert: {settings.cert_file} changed while it was being loaded; reload again"
+        )
+    try:
+        binding = end_point_binding(leaf_certificate(before))
+    except ValueError as exc:  # OpenSSL took it, so this is rare: no binding, not no TLS
+        log.warning("tls.cert: no SCRAM channel binding for %s: %s", settings.cert_file, exc)
+        binding = None
+    return ServerTls(context, binding)
+
+
+def _read(path: Path, setting: str) -> bytes:
+    """The file's bytes; an unreadable file is a TlsConfigError that names the setting."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TlsConfigError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from None
+
+
 def server_context(settings: ClientTlsSettings) -> ssl.SSLContext:
     """The context client connections are served with; raises TlsConfigError when the
     certificate or key cannot be used (unreadable, not PEM, encrypted, not matching)."""
@@ -260,8 +300,8 @@ def _no_password() -> NoReturn:
 def _load_chain(
     context: ssl.SSLContext, cert: Path, key: Path, cert_setting: str, key_setting: str
 ) -> None:
-    _readable(cert, cert_setting)
-    _readable(key, key_setting)
+    _read(cert, cert_setting)
+    _read(key, key_setting)
     try:
         context.load_cert_chain(cert, key, password=_no_password)
     except _EncryptedKeyError:
@@ -282,7 +322,7 @@ def _load_chain(
 
 
 def _load_ca(context: ssl.SSLContext, ca: Path) -> None:
-    _readable(ca, "upstream_tls.ca")
+    _read(ca, "upstream_tls.ca")
     try:
         context.load_verify_locations(cafile=ca)
     except (ssl.SSLError, OSError) as exc:
@@ -290,14 +330,6 @@ def _load_ca(context: ssl.SSLContext, ca: Path) -> None:
             f"upstream_tls.ca: {ca} holds no usable PEM certificate "
             f"(-----BEGIN CERTIFICATE-----): {exc}"
         ) from None
-
-
-def _readable(path: Path, setting: str) -> None:
-    try:
-        with path.open("rb") as file:
-            file.read(1)
-    except OSError as exc:
-        raise TlsConfigError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _diagnose(

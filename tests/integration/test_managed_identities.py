@@ -26,6 +26,7 @@ from sqlguard.identities.records import Person, TemporaryGroup
 from sqlguard.identities.scram import make_verifier
 from sqlguard.identities.store import load_people, save_people
 from sqlguard.testing import TEST_ROLES, Database
+from sqlguard.testing.certs import issue, make_ca
 from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
 
 pytestmark = pytest.mark.integration
@@ -117,6 +118,38 @@ def test_wrong_password_and_unknown_name_look_the_same(
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 2 and "password authentication failed" in out.stderr
+
+
+def test_over_tls_scram_channel_binding_ties_the_login_to_the_sidecars_certificate(
+    setup: Path, pg_db: Database
+) -> None:
+    """libpq computes the certificate hash itself: channel_binding=require passing is the
+    check that sqlguard's SCRAM-SHA-256-PLUS agrees with it. asyncpg does not bind ("n")."""
+    ca = make_ca(setup)
+    server = issue(ca, setup, "sidecar")
+    with (setup / "sqlguard.yaml").open("a") as config:
+        config.write(f"tls:\n  cert: {server.cert}\n  key: {server.key}\n")
+    extra = ("--config", str(setup / "sqlguard.yaml"))
+    with SidecarProcess(passthrough_upstream(pg_db), DEFAULT_RULES_DIR, *extra) as sc:
+        dsn = sc.dsn("alice", PASSWORDS["alice"], pg_db.dbname)
+        with psycopg.connect(dsn + "?sslmode=require&channel_binding=require") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("scram_user",)
+            assert conn.pgconn.ssl_in_use
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(
+                sc.dsn("alice", "wrong", pg_db.dbname) + "?sslmode=require&channel_binding=require"
+            )
+
+        async def asyncpg_login() -> str:
+            conn = await asyncpg.connect(
+                sc.dsn("bob", PASSWORDS["bob"], pg_db.dbname), ssl="require"
+            )
+            try:
+                return str(await conn.fetchval("SELECT current_user"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(asyncpg_login()) == "md5_user"
 
 
 def test_the_upstream_password_never_leaves_the_sidecar(setup: Path, pg_db: Database) -> None:

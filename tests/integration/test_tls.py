@@ -250,6 +250,31 @@ def test_upstream_tls_modes(
         assert row == (True,)
 
 
+def test_passthrough_scram_with_a_tls_upstream(
+    tls_cluster: PostgresCluster, pki: dict[str, CertFiles], tmp_path: Path
+) -> None:
+    """Over TLS, libpq binds to the certificate it sees (the sidecar's); PostgreSQL would
+    check its own and refuse: sqlguard says why and what to do instead."""
+    cert, key = pki["sidecar"].cert, pki["sidecar"].key
+    config = write_config(
+        tmp_path, f"tls:\n  cert: {cert}\n  key: {key}\nupstream_tls:\n  mode: require\n"
+    )
+    with SidecarProcess(
+        upstream_url(tls_cluster), DEFAULT_RULES_DIR, "--config", str(config)
+    ) as sc:
+        dsn = sc.dsn("scram_user", "scram_pw", "postgres") + "?sslmode=require"
+        with pytest.raises(psycopg.OperationalError) as failure:
+            psycopg.connect(dsn)  # channel_binding=prefer, libpq's default
+        assert "SCRAM channel binding cannot pass through the sidecar" in str(failure.value)
+        with psycopg.connect(dsn + "&channel_binding=disable") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("scram_user",)
+        # Plaintext to the sidecar: the upstream's -PLUS offer is not passed on, or libpq
+        # would take it for a man in the middle and give up.
+        plaintext = sc.dsn("scram_user", "scram_pw", "postgres") + "?sslmode=disable"
+        with psycopg.connect(plaintext) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("scram_user",)
+
+
 def test_upstream_with_the_wrong_ca_is_refused_clearly(
     tls_cluster: PostgresCluster, pki: dict[str, CertFiles], tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Any
 
 import pytest
 
@@ -24,8 +25,11 @@ def _b64(data: bytes) -> str:
 class Client:
     """A minimal SCRAM-SHA-256 client, straight from the RFC (ASCII passwords)."""
 
-    def __init__(self, password: str, user: str = "", gs2: str = "n,,") -> None:
+    def __init__(
+        self, password: str, user: str = "", gs2: str = "n,,", binding: bytes = b""
+    ) -> None:
         self.password, self.gs2, self.nonce = password, gs2, "rOprNGfwEbeRWgbNEkqO"
+        self.binding = binding  # RFC 5802 section 7: c= is base64(GS2 header + binding data)
         self.first_bare = f"n={user},r={self.nonce}"
 
     def first(self) -> bytes:
@@ -38,7 +42,7 @@ class Client:
         )
         client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
         self.server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        without_proof = f"c={_b64(self.gs2.encode())},r={attrs['r']}"
+        without_proof = f"c={_b64(self.gs2.encode() + self.binding)},r={attrs['r']}"
         self.auth = f"{self.first_bare},{server_first.decode()},{without_proof}".encode()
         signature = hmac.new(hashlib.sha256(client_key).digest(), self.auth, hashlib.sha256)
         proof = bytes(a ^ b for a, b in zip(client_key, signature.digest(), strict=True))
@@ -49,8 +53,16 @@ class Client:
         return server_final.decode() == f"v={_b64(expected)}"
 
 
-def _exchange(password: str, attempt: str, **client: str) -> tuple[Client, bytes]:
-    server = ScramServer(parse_verifier(make_verifier(password, iterations=64)))
+def _exchange(
+    password: str,
+    attempt: str,
+    *,
+    offered: bytes | None = None,
+    plus: bool = False,
+    **client: Any,
+) -> tuple[Client, bytes]:
+    verifier = parse_verifier(make_verifier(password, iterations=64))
+    server = ScramServer(verifier, binding=offered, plus=plus)
     peer = Client(attempt, **client)
     return peer, server.final(peer.final(server.first(peer.first())))
 
@@ -89,6 +101,53 @@ def test_rfc7677_vector() -> None:
         b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
     )
     assert final == b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+
+CERT_HASH = hashlib.sha256(b"the certificate this connection was served").digest()
+PLUS = "p=tls-server-end-point,,"
+
+
+def test_plus_with_this_connections_binding_authenticates() -> None:
+    peer, server_final = _exchange(
+        "pw", "pw", offered=CERT_HASH, plus=True, gs2=PLUS, binding=CERT_HASH
+    )
+    assert peer.check(server_final)
+
+
+def test_plus_bound_to_another_certificate_is_refused() -> None:
+    """What a man in the middle with its own certificate would relay."""
+    other = hashlib.sha256(b"the interceptor's certificate").digest()
+    with pytest.raises(ScramError, match="does not match this connection's certificate"):
+        _exchange("pw", "pw", offered=CERT_HASH, plus=True, gs2=PLUS, binding=other)
+
+
+@pytest.mark.parametrize(
+    ("plus", "gs2", "message"),
+    [
+        (True, "n,,", "chose SCRAM-SHA-256-PLUS but sent no channel binding"),
+        (True, "y,,", "chose SCRAM-SHA-256-PLUS but sent no channel binding"),
+        (False, PLUS, "chose SCRAM-SHA-256 but sent channel binding data"),
+        (True, "p=tls-unique,,", "unsupported channel binding type 'tls-unique'"),
+        (False, "y,,", "channel binding downgrade"),
+    ],
+)
+def test_binding_flags_that_contradict_the_mechanism_or_the_offer(
+    plus: bool, gs2: str, message: str
+) -> None:
+    """As PostgreSQL's read_client_first_message: the last is a client that can bind and saw
+    no -PLUS offer, although this server made one."""
+    with pytest.raises(ScramError, match=message):
+        _exchange("pw", "pw", offered=CERT_HASH, plus=plus, gs2=gs2, binding=CERT_HASH)
+
+
+def test_a_client_that_does_not_bind_may_ignore_the_offer() -> None:
+    peer, server_final = _exchange("pw", "pw", offered=CERT_HASH, gs2="n,,")
+    assert peer.check(server_final)
+
+
+def test_plus_needs_binding_data() -> None:
+    with pytest.raises(ValueError, match="channel binding data"):
+        ScramServer(parse_verifier(make_verifier("x", iterations=1)), plus=True)
 
 
 @pytest.mark.parametrize(

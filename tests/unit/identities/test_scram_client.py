@@ -56,6 +56,22 @@ def test_client_first_has_an_empty_user_like_libpq() -> None:
     assert first == b"n,,n=,r=abcdef"
 
 
+def test_channel_binding_round_trip() -> None:
+    """The client binds with SCRAM-SHA-256-PLUS; the server checks the data it was given."""
+    cert_hash = bytes(range(32))
+    client = ScramClient("pw", nonce="abcdef", binding=cert_hash)
+    assert client.first() == b"p=tls-server-end-point,,n=,r=abcdef"
+    server = ScramServer(
+        parse_verifier(make_verifier("pw", iterations=ITERATIONS)), binding=cert_hash, plus=True
+    )
+    assert _exchange(client, server).startswith(b"v=")
+    other = ScramServer(
+        parse_verifier(make_verifier("pw", iterations=ITERATIONS)), binding=b"x" * 32, plus=True
+    )
+    with pytest.raises(ScramError, match="does not match this connection's certificate"):
+        _exchange(ScramClient("pw", binding=cert_hash), other)
+
+
 def test_wrong_password_is_refused_by_the_server() -> None:
     client, server = ScramClient("guess"), _server("s3cret")
     with pytest.raises(ScramError, match="wrong password"):

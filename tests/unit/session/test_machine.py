@@ -21,7 +21,8 @@ from sqlguard.session.commands import (
     ToClient,
     ToServer,
 )
-from sqlguard.session.machine import Phase, Session
+from sqlguard.session.machine import Phase, Session, TlsOffer
+from sqlguard.wire import auth
 from sqlguard.wire import messages as m
 from sqlguard.wire.errors import decode_fields
 from sqlguard.wire.framing import Frame, FrameScanner
@@ -81,6 +82,67 @@ def test_ssl_request_is_answered_n_then_startup_opens_upstream() -> None:
     commands = begin(session, startup(application_name="psql"))
     assert isinstance(commands[0], OpenUpstream)
     assert commands[0].identity == Identity("ann", "db", "psql", "")
+
+
+SIDECAR_CERT, DATABASE_CERT = b"\1" * 32, b"\2" * 32  # tls-server-end-point data
+
+
+def passthrough_over_tls(upstream_binding: bytes | None) -> Session:
+    """A client over TLS (the sidecar's certificate), logging in through to the upstream,
+    which has just asked for SASL offering SCRAM-SHA-256-PLUS (it runs TLS too)."""
+    session = Session(judge, lambda: "v1", "10.0.0.7", tls=TlsOffer.OPTIONAL)
+    session.receive_client((8).to_bytes(4, "big") + m.SSL_REQUEST_CODE.to_bytes(4, "big"))
+    session.tls_established(None, SIDECAR_CERT)
+    assert isinstance(begin(session, startup())[0], OpenUpstream)
+    session.upstream_opened(upstream_binding)
+    offer = auth.authentication_sasl(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+    assert sent(session.receive_server(offer), ToClient) == offer
+    return session
+
+
+def test_passthrough_scram_plus_bound_to_the_sidecars_certificate_is_explained() -> None:
+    """The upstream would check the binding against its own certificate and refuse."""
+    session = passthrough_over_tls(DATABASE_CERT)
+    choice = auth.sasl_initial_response("SCRAM-SHA-256-PLUS", b"p=tls-server-end-point,,n=,r=x")
+    commands = session.receive_client(choice)
+    assert not sent(commands, ToServer)
+    [error] = [decode_fields(f.body) for f in messages(sent(commands, ToClient))]
+    assert error["S"] == "FATAL" and error["C"] == "08P01"
+    assert "channel binding cannot pass through the sidecar" in error["M"]
+    assert "channel_binding=disable" in error["H"]
+    assert any(isinstance(c, Close) for c in commands)
+    [result] = [c for c in commands if isinstance(c, LoginResult)]
+    assert not result.ok and not result.guess
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "upstream_binding"),
+    [("SCRAM-SHA-256", DATABASE_CERT), ("SCRAM-SHA-256-PLUS", SIDECAR_CERT)],
+)
+def test_passthrough_sasl_that_can_work_goes_upstream_unchanged(
+    mechanism: str, upstream_binding: bytes
+) -> None:
+    """Plain SCRAM; or -PLUS where both ends present the same certificate."""
+    session = passthrough_over_tls(upstream_binding)
+    choice = auth.sasl_initial_response(mechanism, b"n,,n=,r=x")
+    assert sent(session.receive_client(choice), ToServer) == choice
+    answer = auth.sasl_response(b"c=biws,r=xy,p=AA==")  # later 'p' messages are not SASL choices
+    assert sent(session.receive_client(answer), ToServer) == answer
+
+
+def test_passthrough_plaintext_client_is_not_offered_scram_plus() -> None:
+    """libpq gives up when -PLUS is offered over a connection without TLS ("server offered
+    SCRAM-SHA-256-PLUS authentication over a non-SSL connection"), as it would be here when
+    only the sidecar's upstream connection runs TLS."""
+    session = Session(judge, lambda: "v1", "10.0.0.7")
+    assert isinstance(begin(session, startup())[0], OpenUpstream)
+    session.upstream_opened(DATABASE_CERT)
+    offer = auth.authentication_sasl(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+    assert sent(session.receive_server(offer), ToClient) == auth.authentication_sasl(
+        ["SCRAM-SHA-256"]
+    )
+    choice = auth.sasl_initial_response("SCRAM-SHA-256", b"n,,n=,r=x")
+    assert sent(session.receive_client(choice), ToServer) == choice
 
 
 def test_replication_connection_is_refused_with_fatal() -> None:

@@ -21,6 +21,7 @@ from sqlguard.identities.directory import IdentityDirectory
 from sqlguard.identities.records import Person, TemporaryGroup, parse_time
 from sqlguard.identities.scram import (
     MECHANISM,
+    MECHANISM_PLUS,
     ScramClient,
     ScramServer,
     Verifier,
@@ -35,11 +36,12 @@ from sqlguard.session.commands import (
     Close,
     LoginResult,
     OpenUpstream,
+    StartTls,
     ToClient,
     ToServer,
 )
 from sqlguard.session.login import session_refusal
-from sqlguard.session.machine import Phase, Session
+from sqlguard.session.machine import Phase, Session, TlsOffer
 from sqlguard.wire import auth
 from sqlguard.wire import messages as m
 from sqlguard.wire.errors import PgError, decode_fields
@@ -317,6 +319,70 @@ def test_any_database_star_allows_every_database() -> None:
     assert opened.identity.database == "x"
 
 
+CERT_HASH = hashlib.sha256(b"the certificate this connection was served").digest()
+
+
+def start_over_tls(binding: bytes | None) -> tuple[Session, list]:
+    """SSLRequest, the handshake done with a certificate whose binding data is `binding`,
+    then the startup: the sidecar's first request to the client."""
+    session = Session(judge, lambda: "v1", "10.0.0.7", Accounts(), TlsOffer.OPTIONAL)  # type: ignore[arg-type]
+    ssl_request = (8).to_bytes(4, "big") + m.SSL_REQUEST_CODE.to_bytes(4, "big")
+    assert kinds(session.receive_client(ssl_request)) == [ToClient, StartTls]
+    assert session.tls_established(None, binding) == []
+    packet = m.StartupMessage(3, 0, {"user": "alice", "database": "app"}).encode()
+    assert kinds(session.receive_client(packet)) == [Admit]
+    return session, session.admitted(None)
+
+
+def test_over_tls_scram_plus_is_offered_first_and_binds_the_login() -> None:
+    session, commands = start_over_tls(CERT_HASH)
+    [(code, offer)] = requests(commands)
+    assert code == auth.SASL and auth.sasl_mechanisms(offer) == [MECHANISM_PLUS, MECHANISM]
+    client = ScramClient(PASSWORDS["alice"], binding=CERT_HASH)
+    first = session.receive_client(auth.sasl_initial_response(MECHANISM_PLUS, client.first()))
+    [(_, server_first)] = requests(first)
+    final = session.receive_client(auth.sasl_response(client.final(server_first)))
+    [(code, server_final)] = requests(final)
+    assert code == auth.SASL_FINAL and of(final, OpenUpstream)
+    client.verify(server_final)
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "client_binding", "reason"),
+    [
+        (MECHANISM_PLUS, b"\0" * 32, "does not match this connection's certificate"),
+        (MECHANISM, None, "channel binding downgrade"),  # says "y": it saw no -PLUS offer
+    ],
+)
+def test_over_tls_a_login_bound_elsewhere_or_downgraded_fails(
+    mechanism: str, client_binding: bytes | None, reason: str
+) -> None:
+    session, _ = start_over_tls(CERT_HASH)
+    client = ScramClient(PASSWORDS["alice"], binding=client_binding)
+    client_first = client.first()
+    if client_binding is None:
+        client_first = b"y" + client_first[1:]  # a libpq that saw only SCRAM-SHA-256
+    first = session.receive_client(auth.sasl_initial_response(mechanism, client_first))
+    commands = first
+    if not of(first, Close):
+        [(_, server_first)] = requests(first)
+        final_text = client.final(server_first)
+        if client_binding is None:
+            final_text = final_text.replace(b"c=biws", b"c=eSws")  # base64 of "y,,"
+        commands = session.receive_client(auth.sasl_response(final_text))
+    assert errors(commands) == [_wrong()]
+    [result] = of(commands, LoginResult)
+    assert reason in result.reason and closed(commands)
+
+
+def test_over_tls_without_binding_data_only_scram_sha_256_is_offered() -> None:
+    """A certificate RFC 5929 defines no binding for (Ed25519): no -PLUS, as PostgreSQL."""
+    session, commands = start_over_tls(None)
+    assert auth.sasl_mechanisms(requests(commands)[0][1]) == [MECHANISM]
+    _, final, _ = scram_login(session, PASSWORDS["alice"])
+    assert of(final, OpenUpstream)
+
+
 def test_other_sasl_mechanism_is_a_failed_login() -> None:
     session, _ = start(Accounts())
     commands = session.receive_client(auth.sasl_initial_response("SCRAM-SHA-256-PLUS", b"p=x"))
@@ -477,6 +543,47 @@ def test_upstream_scram_is_answered_as_the_role_and_ok_is_forwarded() -> None:
     judged.clear()
     assert sent(session.receive_client(m.query(b"select 1")), ToServer) == m.query(b"select 1")
     assert judged[-1].user == "alice" and judged[-1].groups == ("analysts",)
+
+
+UPSTREAM_HASH = hashlib.sha256(b"the database server's certificate").digest()
+
+
+@pytest.mark.parametrize(
+    ("offer", "binding", "mechanism", "flag"),
+    [
+        ([MECHANISM_PLUS, MECHANISM], UPSTREAM_HASH, MECHANISM_PLUS, b"p=tls-server-end-point"),
+        ([MECHANISM], UPSTREAM_HASH, MECHANISM, b"y"),  # could bind, was offered no -PLUS
+        ([MECHANISM_PLUS, MECHANISM], None, MECHANISM, b"n"),  # no TLS to the upstream
+    ],
+)
+def test_upstream_scram_binds_to_the_upstream_certificate_when_it_can(
+    offer: list[str], binding: bytes | None, mechanism: str, flag: bytes
+) -> None:
+    """As libpq with channel_binding=prefer: the server, which computes its own certificate's
+    hash, accepts the binding only if the sidecar saw that same certificate."""
+    session, _ = logged_in()
+    session.upstream_opened(binding)
+    plus = mechanism == MECHANISM_PLUS
+    upstream = ScramServer(ROLE_VERIFIER, binding=UPSTREAM_HASH if plus else None, plus=plus)
+    _, out = upstream_reply(session, auth.authentication_sasl(offer))
+    chosen, client_first = auth.decode_sasl_initial(messages(out)[0].body)
+    assert chosen == mechanism and client_first.split(b",")[0] == flag
+    _, out = upstream_reply(session, auth.sasl_continue(upstream.first(client_first)))
+    server_final = upstream.final(messages(out)[0].body)  # raises unless binding and proof hold
+    commands, out = upstream_reply(session, auth.sasl_final(server_final))
+    assert kinds(commands) == [] and out == b""
+    assert of(finish_login(session), LoginResult) == [LoginResult(ok=True, role=ROLE)]
+
+
+def test_upstream_scram_bound_to_an_interceptors_certificate_fails() -> None:
+    session, _ = logged_in()
+    session.upstream_opened(hashlib.sha256(b"a man in the middle's certificate").digest())
+    upstream = ScramServer(ROLE_VERIFIER, binding=UPSTREAM_HASH, plus=True)
+    _, out = upstream_reply(session, auth.authentication_sasl([MECHANISM_PLUS, MECHANISM]))
+    _, client_first = auth.decode_sasl_initial(messages(out)[0].body)
+    _, out = upstream_reply(session, auth.sasl_continue(upstream.first(client_first)))
+    with pytest.raises(scram.ScramError, match="does not match this connection's certificate"):
+        upstream.final(messages(out)[0].body)
 
 
 def test_upstream_scram_with_a_wrong_held_password_is_refused_by_the_upstream() -> None:
