@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +21,10 @@ import psycopg
 import pytest
 
 from sqlguard.config import DEFAULT_RULES_DIR
-from sqlguard.testing import Database, PostgresCluster
+from sqlguard.identities.records import Person
+from sqlguard.identities.scram import make_verifier
+from sqlguard.identities.store import save_people
+from sqlguard.testing import TEST_ROLES, Database, PostgresCluster
 from sqlguard.testing.certs import CertFiles, issue, make_ca
 from sqlguard.testing.postgres import PostgresHarnessError
 from sqlguard.testing.sidecar import SidecarProcess, passthrough_upstream
@@ -273,6 +277,34 @@ def test_passthrough_scram_with_a_tls_upstream(
         plaintext = sc.dsn("scram_user", "scram_pw", "postgres") + "?sslmode=disable"
         with psycopg.connect(plaintext) as conn:
             assert conn.execute("SELECT current_user").fetchone() == ("scram_user",)
+
+
+def test_managed_login_to_a_tls_upstream_binds_to_its_certificate(
+    tls_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """Over TLS PostgreSQL offers SCRAM-SHA-256-PLUS and sqlguard takes it for its own login
+    as the mapped role (unit-tested); PostgreSQL hashes its certificate itself, so this
+    login succeeds only if sqlguard computed the same tls-server-end-point data."""
+    person = Person(
+        "alice", ("staff",), make_verifier("alice-pw"), "scram_user", ("*",),
+        datetime.now(UTC) + timedelta(days=1), "OPS-1", "dana",
+    )  # fmt: skip
+    save_people(tmp_path / "identities.yaml", {"alice": person})
+    (tmp_path / "scram.secret").write_text(TEST_ROLES["scram_user"][1] + "\n")
+    config = write_config(
+        tmp_path,
+        "identities:\n  store: identities.yaml\n  upstream_roles:\n"
+        "    scram_user: {password_file: scram.secret}\n"
+        "upstream_tls:\n  mode: require\n",
+    )
+    with SidecarProcess(
+        upstream_url(tls_cluster), DEFAULT_RULES_DIR, "--config", str(config)
+    ) as sc:
+        with psycopg.connect(sc.dsn("alice", "alice-pw", "postgres")) as conn:
+            row = conn.execute(
+                "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            ).fetchone()
+        assert row == ("scram_user", True)
 
 
 def test_upstream_with_the_wrong_ca_is_refused_clearly(
