@@ -345,10 +345,10 @@ class Session:
 
     def _on_execute(self, frame: Frame) -> bytes:
         portal = m.cstring(frame.body, 0)[0]
+        decision = self._prepared.portal(portal)  # first: it may judge the portal again
         statement = self._prepared.portal_statement(portal)
         if statement is not None:
             self._started(*statement, simple=False)
-        decision = self._prepared.portal(portal)
         return self._extended_refusal(decision) if decision else frame.raw
 
     def _started(self, text: bytes, decision: Decision, *, simple: bool) -> None:

@@ -2,7 +2,9 @@
 
 Bind and Execute name a statement or portal, never SQL (PROTOCOL-NOTES §1.10): the verdict
 for them comes from the Parse that created the statement, remembered here, so a Bind costs
-no parsing; after a rule reload the remembered text is judged again.
+no parsing; after a rule reload the remembered text is judged again, at the next Bind of a
+statement and at the next Execute (or Describe) of a portal bound before the reload, so a
+portal cannot carry an old verdict past new rules.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlguard.policy.model import Decision
+from sqlguard.policy.model import Action, Decision
 
 
 @dataclass(slots=True)
@@ -18,6 +20,18 @@ class _Prepared:
     text: bytes
     decision: Decision
     rules_version: str
+
+
+@dataclass(slots=True)
+class _Portal:
+    """A Bind: the text it runs (its own: an unnamed statement may be replaced while the
+    portal lives), the verdict and rules it runs under, and whether an approval token let
+    it through (which a reload that still asks for approval does not take back)."""
+
+    text: bytes
+    decision: Decision
+    rules_version: str
+    approved: bool
 
 
 class PreparedStatements:
@@ -29,7 +43,7 @@ class PreparedStatements:
         self._statements: dict[bytes, _Prepared] = {}
         self._refused_portals: dict[bytes, Decision] = {}
         self._allowed_once: set[bytes] = set()
-        self._portal_statements: dict[bytes, bytes] = {}
+        self._portals: dict[bytes, _Portal] = {}
 
     def remember(self, name: bytes, text: bytes, decision: Decision) -> None:
         """A Parse and its verdict; the unnamed statement '' is replaced by each unnamed Parse."""
@@ -54,12 +68,19 @@ class PreparedStatements:
 
     def bound(self, portal: bytes, statement: bytes) -> Decision | None:
         """A Bind: the portal inherits a refused statement's verdict."""
-        self._portal_statements[portal] = statement
-        if statement in self._allowed_once:
+        approved = statement in self._allowed_once
+        if approved:
             self._allowed_once.discard(statement)
-            self._refused_portals.pop(portal, None)
-            return None
-        decision = self.statement(statement)
+            decision = None
+        else:
+            decision = self.statement(statement)
+        prepared = self._statements.get(statement)
+        if prepared is None:  # SQL-level PREPARE, or no such statement: the server decides
+            self._portals.pop(portal, None)
+        else:
+            self._portals[portal] = _Portal(
+                prepared.text, prepared.decision, prepared.rules_version, approved
+            )
         if decision is not None and decision.refused:
             self._refused_portals[portal] = decision
             return decision
@@ -67,13 +88,27 @@ class PreparedStatements:
         return None
 
     def portal(self, name: bytes) -> Decision | None:
-        return self._refused_portals.get(name)
+        """A refused portal's verdict, judged again if the rules changed since its Bind."""
+        refused = self._refused_portals.get(name)
+        if refused is not None:
+            return refused
+        bound = self._portals.get(name)
+        if bound is None:
+            return None
+        version = self._rules_version()
+        if bound.rules_version == version:
+            return None
+        bound.decision, bound.rules_version = self._judge(bound.text), version
+        decision = bound.decision
+        if not decision.refused or (bound.approved and decision.action is Action.require_approval):
+            return None
+        self._refused_portals[name] = decision
+        return decision
 
     def portal_statement(self, portal: bytes) -> tuple[bytes, Decision] | None:
-        """The text and verdict of the statement a portal runs (for tracing its Execute)."""
-        name = self._portal_statements.get(portal)
-        prepared = self._statements.get(name) if name is not None else None
-        return (prepared.text, prepared.decision) if prepared else None
+        """The text and verdict of what a portal runs (for tracing its Execute)."""
+        bound = self._portals.get(portal)
+        return (bound.text, bound.decision) if bound else None
 
     def closed(self, target: int, name: bytes) -> None:
         if target == ord("S"):
@@ -81,8 +116,9 @@ class PreparedStatements:
             self._allowed_once.discard(name)
         else:
             self._refused_portals.pop(name, None)
+            self._portals.pop(name, None)
 
     def transaction_ended(self) -> None:
         """Protocol-level portals live until the end of their transaction."""
         self._refused_portals.clear()
-        self._portal_statements.clear()
+        self._portals.clear()

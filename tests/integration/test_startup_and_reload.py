@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -72,6 +74,38 @@ def test_reload_applies_to_live_connections_and_prepared_statements(
             conn.execute("SELECT count(*) FROM reload_t", prepare=True)  # Bind of an old name
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no-select"):
             conn.execute("SELECT 1")
+
+
+def test_reload_reaches_a_cursor_opened_under_the_old_rules(
+    own_rules: tuple[SidecarProcess, Path], pg_db: Database
+) -> None:
+    """asyncpg binds a cursor's portal once and fetches from it with Execute: after a reload
+    that refuses its query, the next fetch is refused, and the transaction is aborted as
+    after any error."""
+    sidecar, rules = own_rules
+
+    async def fetch_across_a_reload() -> None:
+        conn = await asyncpg.connect(sidecar.dsn(dbname=pg_db.dbname))
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+            cursor = await conn.cursor("SELECT g FROM generate_series(1, 1000) AS g")
+            assert [row[0] for row in await cursor.fetch(3)] == [1, 2, 3]
+            (rules / "no-select.yaml").write_text(
+                "rules:\n  - id: no-select\n    match: {kinds: [select]}\n    action: deny\n"
+                "    message: Reading is off today.\n"
+            )
+            sidecar.reload()
+            wait_for_log(sidecar, "rules reloaded")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="no-select"):
+                await cursor.fetch(3)
+            with pytest.raises(asyncpg.InFailedSQLTransactionError):
+                await conn.execute("SHOW work_mem")  # not a SELECT: the server answers
+            await transaction.rollback()
+        finally:
+            await conn.close()
+
+    asyncio.run(fetch_across_a_reload())
 
 
 def test_broken_rules_on_reload_keep_the_old_ones(

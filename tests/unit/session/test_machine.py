@@ -255,6 +255,32 @@ def test_statements_are_judged_again_after_a_rule_reload() -> None:
     assert len(calls) == 2
 
 
+def test_a_portal_bound_before_a_rule_reload_is_judged_again_at_execute() -> None:
+    """A cursor bound under the old rules must not keep running under them: the next
+    Execute after a reload that refuses its text is refused like a refused statement."""
+    versions = ["v1"]
+    forbidden: set[bytes] = set()
+
+    def reloadable_judge(text: bytes, identity: Identity, token: str | None = None) -> Decision:
+        return DENY if text in forbidden else ALLOW
+
+    session = Session(reloadable_judge, lambda: versions[0])
+    begin(session, startup())
+    session.receive_server(m.message(b"R", b"\0\0\0\0") + m.ready_for_query(b"I"))
+    bind = m.message(b"B", b"c1\0\0\0\0\0\0\0\0")  # unnamed statement into portal c1
+    batch = m.parse(b"", b"select * from t") + bind + m.message(b"E", b"c1\0\0\0\0\x0a")
+    assert sent(session.receive_client(batch), ToServer) == batch  # first 10 rows
+    session.receive_client(m.parse(b"", b"select 1"))  # the unnamed statement is replaced
+    execute = m.message(b"E", b"c1\0\0\0\0\x0a")
+    assert sent(session.receive_client(execute), ToServer) == execute  # same rules: goes on
+    versions[0], forbidden = "v2", {b"select * from t"}  # the portal's own text, not "select 1"
+    commands = session.receive_client(execute)
+    forwarded = sent(commands, ToServer)
+    assert forwarded != execute and b"sqlguard_refused_" in forwarded
+    [started] = [c for c in commands if isinstance(c, StatementStarted)]
+    assert started.text == b"select * from t" and started.decision == DENY
+
+
 def test_function_call_is_refused() -> None:
     session = ready_session()
     forwarded = sent(session.receive_client(m.message(b"F", b"\0\0\0\1\0\0\0\0\0\0")), ToServer)
