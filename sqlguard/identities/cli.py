@@ -218,6 +218,29 @@ def extend(name: str, until: str, store: Path) -> None:
     click.echo(f"{name} now expires {expires_at:%Y-%m-%d %H:%MZ}")
 
 
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from one stdin line.")
+@click.option("--generate", is_flag=True, help="Generate a password and print it once.")
+@_store_option
+def passwd(name: str, password_stdin: bool, generate: bool, store: Path) -> None:
+    """Give a person a new password (a new SCRAM verifier); sessions already open go on,
+    as in PostgreSQL after ALTER ROLE ... PASSWORD."""
+    password, generated = _read_password(password_stdin, generate)
+    verifier = make_verifier(password)
+
+    def change(people: dict[str, Person]) -> dict[str, Person]:
+        person = _existing(people, name)
+        if person.revoked:
+            raise click.ClickException(f"{name!r} is revoked; add them again instead")
+        return {**people, name: replace(person, verifier=verifier)}
+
+    _change(store, change)
+    click.echo(f"new password for {name}; the old one no longer logs in")
+    if generated:
+        click.echo(f"password (shown once, not stored): {password}")
+
+
 @click.command("grant")
 @click.argument("name")
 @click.option("--group", required=True, help="Group to add temporarily.")

@@ -263,6 +263,26 @@ def test_revocation_with_the_cli_ends_live_sessions(
     assert '"identity_revoked"' in _audit_once_written(setup, '"identity_revoked"')
 
 
+def test_a_new_password_from_the_cli_takes_over_without_ending_sessions(
+    setup: Path, managed: SidecarProcess, pg_db: Database
+) -> None:
+    live = connect(managed, pg_db, "alice")
+    subprocess.run(
+        [sys.executable, "-m", "sqlguard", "user", "passwd", "alice", "--password-stdin",
+         "--store", str(setup / "identities.yaml")],
+        input=b"alice-new-secret\n", check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while "identities reloaded" not in managed.output():  # it watches the store
+        assert time.monotonic() < deadline, managed.output()
+        time.sleep(0.05)
+    connect(managed, pg_db, "alice", "alice-new-secret").close()
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect(managed, pg_db, "alice")
+    assert live.execute("SELECT current_user").fetchone() == ("scram_user",)
+    live.close()
+
+
 def test_a_just_in_time_grant_lapses_in_a_live_session(
     setup: Path, managed: SidecarProcess, pg_db: Database
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,6 +83,22 @@ def test_revoke_and_extend(run) -> None:  # type: ignore[no-untyped-def]
     assert "(revoked)" in run("user", "list").output
     assert "is revoked" in run("user", "extend", "alice", "--until", "30d", ok=False).output
     assert "no identity" in run("user", "revoke", "nobody", ok=False).output
+
+
+def test_passwd_replaces_the_verifier(run) -> None:  # type: ignore[no-untyped-def]
+    _add(run, "alice", "--password-stdin", stdin="old-pw\n")
+    before = load_people(run.store)["alice"]
+    run("user", "passwd", "alice", "--password-stdin", stdin="new-pw\n")
+    after = load_people(run.store)["alice"]
+    assert parse_verifier(after.verifier).matches("new-pw")
+    assert not parse_verifier(after.verifier).matches("old-pw")
+    assert after == replace(before, verifier=after.verifier)  # nothing else changed
+    password = run("user", "passwd", "alice", "--generate").output.split("not stored): ")[1]
+    assert parse_verifier(load_people(run.store)["alice"].verifier).matches(password.strip())
+    assert "no identity" in run("user", "passwd", "bob", "--generate", ok=False).output
+    assert "exactly one" in run("user", "passwd", "alice", ok=False).output
+    run("user", "revoke", "alice")
+    assert "is revoked" in run("user", "passwd", "alice", "--generate", ok=False).output
 
 
 def test_grant_adds_lapsing_group(run) -> None:  # type: ignore[no-untyped-def]
