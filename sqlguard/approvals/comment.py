@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 
-from pglast import ast
-from pglast.enums import VariableSetKind
-from pglast.parser import ParseError, parse_sql
+from sqlguard.analysis.session_set import session_set_string
 
 SETTING = "sqlguard.approval"
 # PostgreSQL's whitespace (scan.l: space, \t, \n, \r, \f, \v); the token alphabet has no
@@ -53,13 +51,7 @@ def parse_approval_set(text: str) -> str | None:
     """
     if not mentions_approval_setting(text):
         return None  # the common case, without a parse
-    try:
-        statements = parse_sql(text)
-    except ParseError:
-        return None
-    if len(statements) != 1:
-        return None
-    return _token_of(statements[0].stmt)
+    return session_set_string(text, SETTING)
 
 
 def mentions_approval_setting(text: str) -> bool:
@@ -69,17 +61,3 @@ def mentions_approval_setting(text: str) -> bool:
     True
     """
     return _MENTION.search(text) is not None
-
-
-def _token_of(statement: ast.Node | None) -> str | None:
-    """SET LOCAL would outlive "the next statement" (it lasts to the end of the transaction),
-    so only a session-level SET with exactly one string constant counts."""
-    if not isinstance(statement, ast.VariableSetStmt) or statement.is_local:
-        return None
-    if statement.kind != VariableSetKind.VAR_SET_VALUE or statement.name != SETTING:
-        return None
-    args = statement.args or ()
-    if len(args) != 1 or not isinstance(args[0], ast.A_Const):
-        return None
-    value = args[0].val
-    return value.sval if isinstance(value, ast.String) else None
