@@ -55,12 +55,15 @@ class Auditor:
         reason: str = "",
         role: str = "",
         tls: str = "",
+        method: str = "",
     ) -> None:
-        """A login; in managed identities mode with the person's groups and database role,
-        and the TLS version when the client connected over TLS."""
+        """A login; in managed identities mode with the person's groups, database role and
+        how they authenticated, and the TLS version when the client connected over TLS."""
         extra: dict[str, Any] = {"reason": reason} if reason else {}
         if tls:
             extra["tls"] = tls
+        if method:
+            extra["auth"] = method
         if role:
             extra.update(role=role, groups=list(identity.groups))
         self._submit(RecordType.login, conn=connection, ok=ok, **identity_fields(identity), **extra)

@@ -90,13 +90,16 @@ class LoginResult:
 
     ``guess``: a failure that counts toward the lock-out (a wrong password, not an expired
     identity or a refusal of sqlguard's own upstream login); ``role``: the database role the
-    session runs as, in managed identities mode.
+    session runs as, in managed identities mode; ``method``: how the person proved who they
+    are there (``SCRAM-SHA-256-PLUS`` when bound to the TLS connection, ``SCRAM-SHA-256``,
+    ``password``).
     """
 
     ok: bool
     reason: str = ""
     guess: bool = True
     role: str = ""
+    method: str = ""
 
 
 @dataclass(slots=True)

@@ -57,9 +57,11 @@ class LoginFailed:
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
-    """The password is proven; SCRAM's ``server_final`` goes out before AuthenticationOk."""
+    """The password is proven (``method``: the SASL mechanism, or ``password``); SCRAM's
+    ``server_final`` goes out before AuthenticationOk."""
 
     person: Person
+    method: str
     server_final: bytes = b""
 
 
@@ -119,6 +121,7 @@ class ClientLogin:
         self._user = user
         self._binding = binding
         self._scram: ScramServer | None = None
+        self._mechanism = ""
         self._cleartext = accounts.cleartext_allowed
 
     def request(self) -> bytes:
@@ -145,6 +148,7 @@ class ClientLogin:
         mechanism, data = auth.decode_sasl_initial(body)
         if mechanism not in self._mechanisms():
             return self._failed(f"client chose SASL mechanism {mechanism!r}")
+        self._mechanism = mechanism
         self._scram = ScramServer(
             self._accounts.verifier(self._user),
             binding=self._binding,
@@ -158,7 +162,7 @@ class ClientLogin:
         person = self._accounts.find(self._user)
         if person is None:  # the mock verifier matched nothing, so this cannot happen
             return self._failed("no such identity")
-        return Authenticated(person, auth.sasl_final(server_final))
+        return Authenticated(person, self._mechanism, auth.sasl_final(server_final))
 
     def _check_cleartext(self, password: str) -> LoginFailed | Authenticated:
         # The hashing runs for unknown names too (on a mock verifier): no timing tells them.
@@ -166,7 +170,7 @@ class ClientLogin:
         person = self._accounts.find(self._user)
         if person is None or not matches:
             return self._failed("wrong password or unknown name (cleartext)")
-        return Authenticated(person)
+        return Authenticated(person, "password")
 
     def _failed(self, reason: str) -> LoginFailed:
         return LoginFailed(wrong_password(self._user), reason, guess=True)

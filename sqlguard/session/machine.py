@@ -154,6 +154,7 @@ class Session:
         self._accounts = accounts  # managed identities mode; None: passthrough
         self._client_login: ClientLogin | None = None
         self._upstream_login: UpstreamLogin | None = None
+        self._login_method = ""  # managed mode: how the person authenticated
         self._startup_params: dict[str, str] = {}
         self._early_bytes = b""  # what followed the StartupMessage in the same read
         self._tokens = ApprovalTokens()
@@ -288,6 +289,7 @@ class Session:
 
     def _authenticated(self, outcome: Authenticated) -> None:
         self._client_login = None
+        self._login_method = outcome.method
         person, now = outcome.person, self._accounts.now()  # type: ignore[union-attr]
         assert self.identity is not None and self._accounts is not None
         refusal = access_refused(person, self.identity.database, now)
@@ -536,7 +538,7 @@ class Session:
         if kind == ord("Z"):
             if self.phase is Phase.AUTH:
                 role = self._upstream_login.role if self._upstream_login else ""
-                commands.append(LoginResult(ok=True, role=role))
+                commands.append(LoginResult(ok=True, role=role, method=self._login_method))
             return self._on_ready(frame, commands)
         if kind == ord("R"):
             return self._on_auth_request(frame, commands)

@@ -283,7 +283,9 @@ class ClientConnection(asyncio.Protocol):
             self._span = self._sidecar.tracer.connection(self.session.identity, version)
         if self._sidecar.auditor is not None:
             auditor, identity = self._sidecar.auditor, self.session.identity
-            auditor.login(id(self), identity, ok, result.reason, result.role, tls or "")
+            auditor.login(
+                id(self), identity, ok, result.reason, result.role, tls or "", result.method
+            )
 
     def _login_timed_out(self) -> None:
         self._login_timer = None

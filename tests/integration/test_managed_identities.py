@@ -150,6 +150,10 @@ def test_over_tls_scram_channel_binding_ties_the_login_to_the_sidecars_certifica
                 await conn.close()
 
         assert asyncio.run(asyncpg_login()) == "md5_user"
+    audit = _audit_once_written(setup, '"auth":"SCRAM-SHA-256"')
+    logins = [json.loads(line) for line in audit.splitlines() if '"type":"login"' in line]
+    methods = {(r["user"], r.get("auth"), r.get("tls", "")[:5]) for r in logins if r["ok"]}
+    assert methods == {("alice", "SCRAM-SHA-256-PLUS", "TLSv1"), ("bob", "SCRAM-SHA-256", "TLSv1")}
 
 
 def test_the_upstream_password_never_leaves_the_sidecar(setup: Path, pg_db: Database) -> None:

@@ -345,6 +345,8 @@ def test_over_tls_scram_plus_is_offered_first_and_binds_the_login() -> None:
     [(code, server_final)] = requests(final)
     assert code == auth.SASL_FINAL and of(final, OpenUpstream)
     client.verify(server_final)
+    [result] = of(finish_login(session), LoginResult)  # the audit log's "auth"
+    assert result == LoginResult(ok=True, role=ROLE, method=MECHANISM_PLUS)
 
 
 @pytest.mark.parametrize(
@@ -472,6 +474,7 @@ def test_cleartext_mode_asks_for_the_password_and_accepts_the_right_one() -> Non
     assert kinds(final) == [OpenUpstream]  # no SASLFinal in cleartext
     startup = m.decode_startup_packet(of(final, OpenUpstream)[0].startup[4:])
     assert isinstance(startup, m.StartupMessage) and startup.params["user"] == ROLE
+    assert of(finish_login(session), LoginResult)[0].method == "password"
 
 
 @pytest.mark.parametrize("user", ["alice", "mallory"])
@@ -535,7 +538,7 @@ def test_upstream_scram_is_answered_as_the_role_and_ok_is_forwarded() -> None:
     seen.append(commands)
     forwarded = messages(sent(commands, ToClient))
     assert (forwarded[0].type, forwarded[0].body) == (ord("R"), b"\0\0\0\0")
-    assert of(commands, LoginResult) == [LoginResult(ok=True, role=ROLE)]
+    assert of(commands, LoginResult) == [LoginResult(ok=True, role=ROLE, method=MECHANISM)]
     assert session.phase is Phase.READY
     assert all(requests(c) in ([], [(auth.OK, b"")]) for c in seen)  # no SASL for the client
     assert_no_secret(seen)
@@ -572,7 +575,9 @@ def test_upstream_scram_binds_to_the_upstream_certificate_when_it_can(
     server_final = upstream.final(messages(out)[0].body)  # raises unless binding and proof hold
     commands, out = upstream_reply(session, auth.sasl_final(server_final))
     assert kinds(commands) == [] and out == b""
-    assert of(finish_login(session), LoginResult) == [LoginResult(ok=True, role=ROLE)]
+    assert of(finish_login(session), LoginResult) == [
+        LoginResult(ok=True, role=ROLE, method=MECHANISM)
+    ]
 
 
 def test_upstream_scram_bound_to_an_interceptors_certificate_fails() -> None:
@@ -639,7 +644,7 @@ def test_upstream_md5_is_answered_with_the_role_hash() -> None:
     assert frame.type == ord("p") and frame.body == expected.encode() + b"\0"
     assert sent(commands, ToClient) == b""
     done = finish_login(session)
-    assert of(done, LoginResult) == [LoginResult(ok=True, role=ROLE)]
+    assert of(done, LoginResult) == [LoginResult(ok=True, role=ROLE, method=MECHANISM)]
     assert_no_secret([commands, done])
 
 
@@ -648,14 +653,14 @@ def test_upstream_cleartext_is_answered_with_the_role_password() -> None:
     commands, out = upstream_reply(session, auth.cleartext_password_request())
     assert out == auth.password_message(ROLE_PASSWORD) and sent(commands, ToClient) == b""
     done = finish_login(session)
-    assert of(done, LoginResult) == [LoginResult(ok=True, role=ROLE)]
+    assert of(done, LoginResult) == [LoginResult(ok=True, role=ROLE, method=MECHANISM)]
     assert_no_secret([commands, done])
 
 
 def test_upstream_trust_needs_no_password() -> None:
     session, _ = logged_in(Accounts(passwords={}))
     done = finish_login(session)
-    assert of(done, LoginResult) == [LoginResult(ok=True, role=ROLE)]
+    assert of(done, LoginResult) == [LoginResult(ok=True, role=ROLE, method=MECHANISM)]
 
 
 @pytest.mark.parametrize(
@@ -747,7 +752,9 @@ def test_upstream_login_through_an_identity_directory(tmp_path: Path) -> None:
     session2, _ = start(directory)  # type: ignore[arg-type]
     _, final, _ = scram_login(session2, "guess")
     assert errors(final) == [_wrong()]
-    assert of(finish_login(session), LoginResult) == [LoginResult(ok=True, role=ROLE)]
+    assert of(finish_login(session), LoginResult) == [
+        LoginResult(ok=True, role=ROLE, method=MECHANISM)
+    ]
 
 
 # ---- garbage never escapes -------------------------------------------------------------
