@@ -1,6 +1,6 @@
 """Every performance number the project tracks, from one command, in one table.
 
-    python benchmarks/run_all.py                 # 5 s runs, 3 rounds: about 13 minutes
+    python benchmarks/run_all.py                 # 5 s runs, 3 rounds: about 15 minutes
     python benchmarks/run_all.py --quick         # 3 s runs, 1 round: a check that all works
     python benchmarks/run_all.py --only pgbench,idle --json results.json
 
