@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -113,6 +114,19 @@ def _change(store: Path, change: object) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+def _change_active(store: Path, name: str, **changes: Any) -> None:
+    """Change fields of a person who is not revoked (a revoked one must be added again: the
+    entry stays as the record of the access that was taken away)."""
+
+    def change(people: dict[str, Person]) -> dict[str, Person]:
+        person = _existing(people, name)
+        if person.revoked:
+            raise click.ClickException(f"{name!r} is revoked; add them again instead")
+        return {**people, name: replace(person, **changes)}
+
+    _change(store, change)
+
+
 def _existing(people: dict[str, Person], name: str) -> Person:
     if name not in people:
         raise click.ClickException(f"no identity named {name!r} in the store")
@@ -207,14 +221,7 @@ def revoke(name: str, store: Path) -> None:
 def extend(name: str, until: str, store: Path) -> None:
     """Move a person's expiry (a revoked person must be added again, not extended)."""
     expires_at = _time_option(until, _now())
-
-    def move(people: dict[str, Person]) -> dict[str, Person]:
-        person = _existing(people, name)
-        if person.revoked:
-            raise click.ClickException(f"{name!r} is revoked; add them again instead")
-        return {**people, name: replace(person, expires_at=expires_at)}
-
-    _change(store, move)
+    _change_active(store, name, expires_at=expires_at)
     click.echo(f"{name} now expires {expires_at:%Y-%m-%d %H:%MZ}")
 
 
@@ -227,15 +234,7 @@ def passwd(name: str, password_stdin: bool, generate: bool, store: Path) -> None
     """Give a person a new password (a new SCRAM verifier); sessions already open go on,
     as in PostgreSQL after ALTER ROLE ... PASSWORD."""
     password, generated = _read_password(password_stdin, generate)
-    verifier = make_verifier(password)
-
-    def change(people: dict[str, Person]) -> dict[str, Person]:
-        person = _existing(people, name)
-        if person.revoked:
-            raise click.ClickException(f"{name!r} is revoked; add them again instead")
-        return {**people, name: replace(person, verifier=verifier)}
-
-    _change(store, change)
+    _change_active(store, name, verifier=make_verifier(password))
     click.echo(f"new password for {name}; the old one no longer logs in")
     if generated:
         click.echo(f"password (shown once, not stored): {password}")
