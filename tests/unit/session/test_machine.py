@@ -352,6 +352,22 @@ def test_random_client_bytes_never_crash_a_ready_session(chunks: list[bytes]) ->
 
 
 @settings(max_examples=300, deadline=None)
+@given(
+    st.booleans(),
+    st.binary(max_size=48).map(lambda body: m.message(b"p", body)) | st.binary(max_size=64),
+)
+def test_random_sasl_answers_in_passthrough_never_crash(encrypted: bool, answer: bytes) -> None:
+    """The client's answer to the upstream's SASL offer is read (its mechanism) before it
+    goes on: garbage is a protocol violation or goes upstream, never an exception."""
+    session = passthrough_over_tls(DATABASE_CERT) if encrypted else Session(judge, lambda: "v1")
+    if not encrypted:
+        begin(session, startup())
+        session.receive_server(auth.authentication_sasl(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]))
+    for command in session.receive_client(answer):
+        assert isinstance(command, ToServer | ToClient | Close | LoginResult)
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=64), max_size=20))
 def test_random_server_bytes_never_crash_a_session(chunks: list[bytes]) -> None:
     session = ready_session()
