@@ -18,6 +18,8 @@ True
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
@@ -45,7 +47,20 @@ def canonical(record: Mapping[str, Any]) -> str:
 def mac_of(key: bytes, record: Mapping[str, Any]) -> str:
     """HMAC-SHA256 (hex) over the canonical JSON of ``record`` minus its ``mac`` field."""
     body = {name: value for name, value in record.items() if name != "mac"}
-    return hmac.digest(key, canonical(body).encode(), "sha256").hex()
+    return _mac(_keyed(key), canonical(body).encode())
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 with ``key`` and no data, to copy for each record: OpenSSL 3 looks a
+    digest up by name on every one-shot ``hmac.digest`` (4.9 µs a record; a copy, 2 µs)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def _mac(keyed: hmac.HMAC, data: bytes) -> str:
+    mac = keyed.copy()
+    mac.update(data)
+    return mac.hexdigest()
 
 
 class AuditChain:
@@ -66,7 +81,7 @@ class AuditChain:
         if "mac" in record:
             raise ValueError("a record to seal must not have a mac yet")
         body = {**record, "seq": self.next_seq, "prev": self.last_mac}
-        mac = hmac.digest(self.key, orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "sha256").hex()
+        mac = _mac(_keyed(self.key), orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
         self.last_mac, self.next_seq = mac, self.next_seq + 1
         body["mac"] = mac
         return canonical(body)
